@@ -1,0 +1,135 @@
+//! The listener seam: binding sockets and keeping an accept loop alive.
+//!
+//! Sockets are bound through socket2 (SO_REUSEADDR, SO_REUSEPORT, backlog,
+//! IPV6_V6ONLY for v6 wildcards) before anything is spawned, so a bind
+//! failure stops start-up cleanly. [`AcceptBackoff`] classifies accept(2)
+//! errors: per-connection errors are skipped at once, fd exhaustion
+//! (EMFILE/ENFILE/ENOBUFS/ENOMEM) backs off exponentially up to a second,
+//! and nothing ends the loop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds a TCP listening socket ready for tokio.
+pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// What an accept(2) error means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptErrorKind {
+    /// One connection failed before we got it (ECONNABORTED, EPROTO, …): skip it.
+    Connection,
+    /// Out of file descriptors or memory: back off and retry.
+    Exhausted,
+    /// Anything else: log, pause briefly, retry.
+    Other,
+}
+
+impl AcceptErrorKind {
+    /// Classifies an accept error.
+    pub fn of(err: &io::Error) -> Self {
+        use io::ErrorKind::*;
+        match err.kind() {
+            ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock => {
+                Self::Connection
+            }
+            _ => match err.raw_os_error() {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM
+                Some(24 | 23 | 105 | 12) => Self::Exhausted,
+                // EPROTO, EPERM (firewall), ENETDOWN … are per-connection
+                Some(71 | 1 | 100 | 64 | 92 | 93 | 95 | 101 | 112) => Self::Connection,
+                _ => Self::Other,
+            },
+        }
+    }
+
+    /// The metric `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connection => "aborted",
+            Self::Exhausted => "fd_exhausted",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Exponential backoff for an accept loop under resource exhaustion.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    next: Duration,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// How long to pause after an error of `kind` (zero: retry at once).
+    pub fn pause(&mut self, kind: AcceptErrorKind) -> Duration {
+        match kind {
+            AcceptErrorKind::Connection => Duration::ZERO,
+            AcceptErrorKind::Exhausted => {
+                let pause = self.next;
+                self.next = (self.next * 2).min(Self::MAX);
+                pause
+            }
+            AcceptErrorKind::Other => Duration::from_millis(100),
+        }
+    }
+
+    /// A connection was accepted: start small again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_and_backs_off() {
+        let emfile = io::Error::from_raw_os_error(24);
+        assert_eq!(AcceptErrorKind::of(&emfile), AcceptErrorKind::Exhausted);
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(AcceptErrorKind::of(&aborted), AcceptErrorKind::Connection);
+        let mut b = AcceptBackoff::new();
+        let pauses: Vec<_> = (0..10)
+            .map(|_| b.pause(AcceptErrorKind::Exhausted))
+            .collect();
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*pauses.last().unwrap(), AcceptBackoff::MAX);
+        b.reset();
+        assert_eq!(b.pause(AcceptErrorKind::Exhausted), AcceptBackoff::FIRST);
+    }
+
+    #[test]
+    fn port_held_without_reuseport_is_in_use() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_tcp(held.local_addr().unwrap(), 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+}

@@ -1,0 +1,91 @@
+//! Metric names, defined once, with their descriptions.
+//!
+//! Library code only calls the `metrics` macros with these names; the binary
+//! installs the Prometheus exporter and calls [`describe`] once. Conventions:
+//! `weir_` prefix, base units, counters end in `_total`, and labels of low
+//! cardinality only (`listener`, `pool`, `backend`, `direction`, `reason`,
+//! `result`).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Build information; value 1, labels `version`.
+pub const BUILD_INFO: &str = "weir_build_info";
+/// Connections accepted, by `listener`.
+pub const LISTENER_ACCEPTED: &str = "weir_listener_connections_accepted_total";
+/// Connections open now, by `listener`.
+pub const LISTENER_ACTIVE: &str = "weir_listener_connections_active";
+/// Connections refused at accept, by `listener` and `reason` (`max_connections`).
+pub const LISTENER_REJECTED: &str = "weir_listener_connections_rejected_total";
+/// Errors from accept(2), by `listener` and `reason` (`fd_exhausted`, `aborted`, `other`).
+pub const LISTENER_ACCEPT_ERRORS: &str = "weir_listener_accept_errors_total";
+/// Bytes forwarded, by `listener` and `direction` (`upstream` = client→backend, `downstream`).
+pub const LISTENER_BYTES: &str = "weir_listener_bytes_total";
+/// Connections that ended without reaching any backend, by `listener` and `reason`.
+pub const LISTENER_NO_BACKEND: &str = "weir_listener_backend_unavailable_total";
+/// Connections closed by the idle timeout, by `listener`.
+pub const LISTENER_IDLE_TIMEOUTS: &str = "weir_listener_idle_timeouts_total";
+/// Lifetime of proxied connections, by `listener`.
+pub const CONNECTION_DURATION: &str = "weir_connection_duration_seconds";
+/// Connections established to a backend, by `pool` and `backend`.
+pub const BACKEND_CONNECTIONS: &str = "weir_backend_connections_total";
+/// Connections open to a backend now, by `pool` and `backend`.
+pub const BACKEND_ACTIVE: &str = "weir_backend_connections_active";
+/// Failed connection attempts, by `pool`, `backend` and `reason` (`refused`, `timeout`, `other`).
+pub const BACKEND_CONNECT_ERRORS: &str = "weir_backend_connect_errors_total";
+/// 1 while the backend is up, 0 while down; by `pool` and `backend`.
+pub const BACKEND_UP: &str = "weir_backend_up";
+/// Health probe results, by `pool`, `backend` and `result` (`success`, `failure`).
+pub const HEALTH_CHECKS: &str = "weir_health_checks_total";
+/// Health state changes, by `pool`, `backend` and `to` (`up`, `down`).
+pub const HEALTH_TRANSITIONS: &str = "weir_health_transitions_total";
+
+/// Connection duration histogram buckets, seconds: from a quick query to a
+/// day-long pooled database session.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86_400.0,
+];
+
+/// Registers every description with the installed recorder.
+pub fn describe() {
+    describe_gauge!(BUILD_INFO, "weir build information; always 1.");
+    describe_counter!(LISTENER_ACCEPTED, "Connections accepted by the listener.");
+    describe_gauge!(LISTENER_ACTIVE, "Connections open on the listener now.");
+    describe_counter!(
+        LISTENER_REJECTED,
+        "Connections refused at accept, by reason."
+    );
+    describe_counter!(
+        LISTENER_ACCEPT_ERRORS,
+        "Errors returned by accept(2), by reason."
+    );
+    describe_counter!(
+        LISTENER_BYTES,
+        Unit::Bytes,
+        "Bytes forwarded, by direction."
+    );
+    describe_counter!(
+        LISTENER_NO_BACKEND,
+        "Connections closed because no backend could be reached, by reason."
+    );
+    describe_counter!(
+        LISTENER_IDLE_TIMEOUTS,
+        "Connections closed by the idle timeout."
+    );
+    describe_histogram!(
+        CONNECTION_DURATION,
+        Unit::Seconds,
+        "Lifetime of proxied connections."
+    );
+    describe_counter!(
+        BACKEND_CONNECTIONS,
+        "Connections established to the backend."
+    );
+    describe_gauge!(BACKEND_ACTIVE, "Connections open to the backend now.");
+    describe_counter!(
+        BACKEND_CONNECT_ERRORS,
+        "Failed connection attempts to the backend, by reason."
+    );
+    describe_gauge!(BACKEND_UP, "1 while the backend is up, 0 while it is down.");
+    describe_counter!(HEALTH_CHECKS, "Active health check results.");
+    describe_counter!(HEALTH_TRANSITIONS, "Backend health state changes.");
+}

@@ -1,0 +1,184 @@
+//! The validated configuration the runtime trusts.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use weir_common::health::checker::CheckConfig;
+use weir_common::health::probe::Probe;
+use weir_common::select::{Algorithm, HashKey};
+
+use crate::duration::format_duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The admin listener's address, or `None` when disabled.
+    pub admin: Option<SocketAddr>,
+    /// Process-wide settings.
+    pub runtime: Runtime,
+    /// Listeners, in file order.
+    pub listeners: Vec<Listener>,
+    /// Pools, in file order.
+    pub pools: Vec<Pool>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    /// Runtime worker threads; `None` = one per core.
+    pub worker_threads: Option<usize>,
+    /// Grace period for open connections on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// The protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Raw TCP streams (L4).
+    Tcp,
+}
+
+impl Protocol {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// A validated listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Unique name.
+    pub name: String,
+    /// Addresses to bind (at least one, distinct across the file).
+    pub bind: Vec<SocketAddr>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Bound on one backend connection attempt.
+    pub connect_timeout: Duration,
+    /// Idle timeout for both directions.
+    pub idle_timeout: Duration,
+    /// Backends tried per client connection.
+    pub connect_attempts: u32,
+    /// Use splice(2) where available.
+    pub splice: bool,
+    /// TCP keepalive idle time; `None` = off.
+    pub keepalive: Option<Duration>,
+}
+
+/// A validated pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Unique name.
+    pub name: String,
+    /// Selection algorithm.
+    pub algorithm: Algorithm,
+    /// Hash key for consistent-hash algorithms.
+    pub hash_key: HashKey,
+    /// Backends, in file order (at least one).
+    pub backends: Vec<BackendConfig>,
+    /// Active health checks.
+    pub health_check: Option<CheckConfig>,
+    /// Passive checks on real traffic.
+    pub passive: bool,
+    /// Rest period for passively-failed backends without active checks.
+    pub fail_timeout: Duration,
+}
+
+impl Pool {
+    /// Rise/fall thresholds the backends' health machines use: the active
+    /// check's, or rise 1 / fall 3 for passive-only pools.
+    pub fn thresholds(&self) -> (u32, u32) {
+        self.health_check
+            .as_ref()
+            .map_or((1, 3), |c| (c.rise, c.fall))
+    }
+}
+
+/// A validated backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// The backend's name: configured, or the address as written (stable
+    /// identity for hashing and metrics).
+    pub name: String,
+    /// The resolved address.
+    pub addr: SocketAddr,
+    /// Weight, 1..=256.
+    pub weight: u32,
+}
+
+impl Config {
+    /// The one-screen summary `weir check` prints.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        match self.admin {
+            Some(addr) => {
+                let _ = writeln!(out, "admin     http://{addr}/metrics");
+            }
+            None => {
+                let _ = writeln!(out, "admin     disabled");
+            }
+        }
+        for l in &self.listeners {
+            let binds: Vec<String> = l.bind.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "listener  {} {} {} -> pool {} (max {} conns, connect {}, idle {}, {})",
+                l.name,
+                l.protocol.name(),
+                binds.join(", "),
+                self.pools[l.pool].name,
+                l.max_connections,
+                format_duration(l.connect_timeout),
+                format_duration(l.idle_timeout),
+                if l.splice { "splice" } else { "copy" },
+            );
+        }
+        for p in &self.pools {
+            let algo = match &p.algorithm {
+                Algorithm::Maglev { table_size } => {
+                    format!("maglev/{} table {table_size}", p.hash_key.name())
+                }
+                Algorithm::RingHash {
+                    balance_factor: Some(f),
+                } => {
+                    format!("ring_hash/{} bounded {f}", p.hash_key.name())
+                }
+                a if a.uses_key() => format!("{}/{}", a.name(), p.hash_key.name()),
+                a => a.name().to_owned(),
+            };
+            let check = match &p.health_check {
+                Some(c) => format!(
+                    "{} every {} (rise {}, fall {})",
+                    match c.probe {
+                        Probe::Tcp => "tcp",
+                        Probe::SendExpect { .. } => "send_expect",
+                    },
+                    format_duration(c.interval),
+                    c.rise,
+                    c.fall
+                ),
+                None => "no active checks".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "pool      {} {algo}, {} backends, {check}",
+                p.name,
+                p.backends.len()
+            );
+            for b in &p.backends {
+                let _ = writeln!(out, "          - {} {} weight {}", b.name, b.addr, b.weight);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,225 @@
+//! The forwarder: moves bytes both ways between a client and a backend with
+//! exact half-close, an idle timeout, and byte counts.
+//!
+//! Each direction waits for its source to be readable, then moves a burst
+//! (splice on Linux, copy otherwise) until the source would block. At EOF it
+//! shuts down the write side of its destination and stops, while the other
+//! direction carries on: a client that sends and half-closes still gets the
+//! whole reply, and a backend that writes and closes delivers every byte
+//! before the client sees EOF. An error in either direction ends both, and
+//! the other socket is reset (SO_LINGER 0) so its peer sees an abort, never
+//! a clean end of a half-done session.
+
+mod copy;
+#[cfg(target_os = "linux")]
+pub mod splice;
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::Counter;
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// What one burst moved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Burst {
+    /// Bytes moved (also reported through the byte callback as they move).
+    #[allow(dead_code)]
+    bytes: u64,
+    /// The source reached end of stream.
+    eof: bool,
+}
+
+/// How to forward.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOptions {
+    /// Close both sides after this long without a byte either way.
+    pub idle_timeout: Duration,
+    /// Use splice(2) where available.
+    pub splice: bool,
+}
+
+/// How a forwarded connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both directions reached EOF.
+    Closed,
+    /// No traffic for the idle timeout.
+    IdleTimeout,
+    /// A socket error (reset, broken pipe) on the client side.
+    ClientError,
+    /// A socket error on the backend side.
+    BackendError,
+}
+
+/// Byte counts and the ending of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Client → backend bytes.
+    pub upstream: u64,
+    /// Backend → client bytes.
+    pub downstream: u64,
+    /// How it ended.
+    pub end: End,
+}
+
+/// Counters the forwarder increments as bytes move.
+#[derive(Debug, Clone)]
+pub struct ByteCounters {
+    /// Client → backend.
+    pub upstream: Counter,
+    /// Backend → client.
+    pub downstream: Counter,
+}
+
+/// Milliseconds since `start` of the last byte moved, shared by both directions.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    bytes: [AtomicU64; 2],
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Which socket failed.
+enum Side {
+    Src,
+    Dst,
+}
+
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    opts: ForwardOptions,
+    activity: &Activity,
+    direction: usize,
+    counter: &Counter,
+) -> Result<(), (Side, io::Error)> {
+    let mut on_bytes = |n: u64| {
+        counter.increment(n);
+        activity.bytes[direction].fetch_add(n, Ordering::Relaxed);
+        activity.touch();
+    };
+    loop {
+        src.readable().await.map_err(|e| (Side::Src, e))?;
+        let burst = run_burst(src, dst, opts.splice, &mut on_bytes).await?;
+        if burst.eof {
+            // Propagate the half-close; the other direction carries on.
+            match SockRef::from(dst).shutdown(Shutdown::Write) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => return Err((Side::Dst, e)),
+            }
+            return Ok(());
+        }
+    }
+}
+
+async fn run_burst(
+    src: &TcpStream,
+    dst: &TcpStream,
+    use_splice: bool,
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<Burst, (Side, io::Error)> {
+    #[cfg(target_os = "linux")]
+    if use_splice {
+        match splice::burst(src, dst, on_bytes).await {
+            Ok(Some(burst)) => return Ok(burst),
+            Ok(None) => {} // no pipe available (fd pressure): copy this burst
+            Err(e) => return Err(classify(src, e)),
+        }
+    }
+    let _ = use_splice;
+    copy::burst(src, dst, on_bytes)
+        .await
+        .map_err(|e| classify(src, e))
+}
+
+/// Attributes an error to the socket that produced it: a pending error on
+/// the source socket means the source failed, otherwise the destination.
+fn classify(src: &TcpStream, e: io::Error) -> (Side, io::Error) {
+    match SockRef::from(src).take_error() {
+        Ok(Some(_)) => (Side::Src, e),
+        _ if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::WriteZero
+        ) =>
+        {
+            (Side::Dst, e)
+        }
+        _ if e.kind() == io::ErrorKind::ConnectionReset => (Side::Src, e),
+        _ => (Side::Dst, e),
+    }
+}
+
+/// Forwards until both directions end, an error, or the idle timeout.
+pub async fn forward(
+    client: &TcpStream,
+    backend: &TcpStream,
+    opts: ForwardOptions,
+    counters: &ByteCounters,
+) -> Outcome {
+    let activity = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+        bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+    };
+    let up = async {
+        let r = one_way(client, backend, opts, &activity, 0, &counters.upstream).await;
+        r.map_err(|(side, e)| match side {
+            Side::Src => (End::ClientError, e),
+            Side::Dst => (End::BackendError, e),
+        })
+    };
+    let down = async {
+        let r = one_way(backend, client, opts, &activity, 1, &counters.downstream).await;
+        r.map_err(|(side, e)| match side {
+            Side::Src => (End::BackendError, e),
+            Side::Dst => (End::ClientError, e),
+        })
+    };
+    let both = async { tokio::try_join!(up, down) };
+    tokio::pin!(both);
+    let mut deadline = activity.start + opts.idle_timeout;
+    let end = loop {
+        tokio::select! {
+            result = &mut both => break match result {
+                Ok(_) => End::Closed,
+                Err((end, err)) => {
+                    tracing::debug!(error = %err, ?end, "forwarding ended with an error");
+                    end
+                }
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let idle_until = activity.last() + opts.idle_timeout;
+                if idle_until <= Instant::now() {
+                    break End::IdleTimeout;
+                }
+                deadline = idle_until;
+            }
+        }
+    };
+    if matches!(end, End::ClientError | End::BackendError) {
+        // Abort the surviving side so its peer sees a reset, not a clean EOF.
+        let _ = SockRef::from(client).set_linger(Some(Duration::ZERO));
+        let _ = SockRef::from(backend).set_linger(Some(Duration::ZERO));
+    }
+    Outcome {
+        upstream: activity.bytes[0].load(Ordering::Relaxed),
+        downstream: activity.bytes[1].load(Ordering::Relaxed),
+        end,
+    }
+}

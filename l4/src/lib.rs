@@ -1,0 +1,19 @@
+//! weir-l4: the Layer-4 engine — a TCP proxy that moves byte streams between
+//! clients and backends.
+//!
+//! On the path accept → select → connect → forward, this crate owns accept
+//! ([`tcp`]: the accept loop and connection limit), connect ([`connect`]:
+//! timeouts and failover across the selector's candidates, passive health),
+//! and forward ([`forward`]: splice(2) or copy, exact half-close, idle
+//! timeout). Selection and health come from weir-common, settings from
+//! weir-config. It must never depend on the L7 engine.
+
+#![forbid(unsafe_code)]
+
+pub mod connect;
+pub mod forward;
+pub mod pool;
+pub mod tcp;
+
+pub use pool::PoolRuntime;
+pub use tcp::{BindError, TcpService};

@@ -1,0 +1,266 @@
+//! The TCP proxy service: accept → key → select → connect → forward.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use socket2::SockRef;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use weir_common::listener::{AcceptBackoff, AcceptErrorKind, bind_tcp};
+use weir_common::metrics as names;
+use weir_common::shutdown::{Drain, Shutdown};
+use weir_config::Listener;
+
+use crate::connect::{self, Unavailable};
+use crate::forward::{self, ByteCounters, End, ForwardOptions};
+use crate::pool::PoolRuntime;
+
+/// A bind failure, naming the address.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {listener:?}: cannot bind {addr}: {source}")]
+pub struct BindError {
+    /// Listener name.
+    pub listener: String,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The cause (e.g. address in use, permission denied).
+    pub source: io::Error,
+}
+
+/// Metric handles of one listener, registered once.
+#[derive(Debug, Clone)]
+struct ListenerMetrics {
+    accepted: Counter,
+    active: Gauge,
+    rejected: Counter,
+    accept_errors: [Counter; 3],
+    bytes: ByteCounters,
+    unavailable: [Counter; 2],
+    idle_timeouts: Counter,
+    duration: Histogram,
+}
+
+impl ListenerMetrics {
+    fn new(name: &str) -> Self {
+        let l = || ("listener", name.to_owned());
+        let accept_error = |k: AcceptErrorKind| metrics::counter!(names::LISTENER_ACCEPT_ERRORS, "listener" => name.to_owned(), "reason" => k.label());
+        let unavailable = |u: Unavailable| metrics::counter!(names::LISTENER_NO_BACKEND, "listener" => name.to_owned(), "reason" => u.label());
+        Self {
+            accepted: metrics::counter!(names::LISTENER_ACCEPTED, &[l()]),
+            active: metrics::gauge!(names::LISTENER_ACTIVE, &[l()]),
+            rejected: metrics::counter!(names::LISTENER_REJECTED, "listener" => name.to_owned(), "reason" => "max_connections"),
+            accept_errors: [
+                accept_error(AcceptErrorKind::Connection),
+                accept_error(AcceptErrorKind::Exhausted),
+                accept_error(AcceptErrorKind::Other),
+            ],
+            bytes: ByteCounters {
+                upstream: metrics::counter!(names::LISTENER_BYTES, "listener" => name.to_owned(), "direction" => "upstream"),
+                downstream: metrics::counter!(names::LISTENER_BYTES, "listener" => name.to_owned(), "direction" => "downstream"),
+            },
+            unavailable: [
+                unavailable(Unavailable::NoReadyBackend),
+                unavailable(Unavailable::AllFailed),
+            ],
+            idle_timeouts: metrics::counter!(names::LISTENER_IDLE_TIMEOUTS, &[l()]),
+            duration: metrics::histogram!(names::CONNECTION_DURATION, &[l()]),
+        }
+    }
+}
+
+/// A bound TCP listener with everything it needs to serve.
+#[derive(Debug)]
+pub struct TcpService {
+    config: Listener,
+    sockets: Vec<std::net::TcpListener>,
+    pool: Arc<PoolRuntime>,
+}
+
+struct Shared {
+    config: Listener,
+    pool: Arc<PoolRuntime>,
+    metrics: ListenerMetrics,
+    limit: Arc<Semaphore>,
+}
+
+impl TcpService {
+    /// Binds every address of `config`; on any failure nothing stays bound.
+    pub fn bind(config: &Listener, pool: Arc<PoolRuntime>) -> Result<Self, BindError> {
+        let sockets = config
+            .bind
+            .iter()
+            .map(|&addr| {
+                bind_tcp(addr, config.backlog).map_err(|source| BindError {
+                    listener: config.name.clone(),
+                    addr,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            config: config.clone(),
+            sockets,
+            pool,
+        })
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The bound addresses (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown`: accept loops stop, and this returns. Open
+    /// connections carry on (each holds a `drain` guard) until they end or
+    /// `hard_stop` fires.
+    pub async fn serve(
+        self,
+        shutdown: Shutdown,
+        hard_stop: Shutdown,
+        drain: Drain,
+    ) -> io::Result<()> {
+        let shared = Arc::new(Shared {
+            metrics: ListenerMetrics::new(&self.config.name),
+            limit: Arc::new(Semaphore::new(self.config.max_connections)),
+            config: self.config,
+            pool: self.pool,
+        });
+        let mut loops = tokio::task::JoinSet::new();
+        for socket in self.sockets {
+            let listener = TcpListener::from_std(socket)?;
+            let (shared, shutdown, hard_stop, drain) = (
+                Arc::clone(&shared),
+                shutdown.clone(),
+                hard_stop.clone(),
+                drain.clone(),
+            );
+            loops.spawn(
+                async move { accept_loop(listener, shared, shutdown, hard_stop, drain).await },
+            );
+        }
+        while loops.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    hard_stop: Shutdown,
+    drain: Drain,
+) {
+    let mut backoff = AcceptBackoff::new();
+    let mut logged = false;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                logged = false;
+                shared.metrics.accepted.increment(1);
+                let Ok(permit) = Arc::clone(&shared.limit).try_acquire_owned() else {
+                    shared.metrics.rejected.increment(1);
+                    // Reset rather than FIN: prompt for the client, no TIME_WAIT for us.
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    continue;
+                };
+                let (shared, hard_stop, guard) =
+                    (Arc::clone(&shared), hard_stop.clone(), drain.enter());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = handle(stream, peer, &shared) => {}
+                        () = hard_stop.wait() => {}
+                    }
+                    drop(permit);
+                    drop(guard);
+                });
+            }
+            Err(err) => {
+                let kind = AcceptErrorKind::of(&err);
+                shared.metrics.accept_errors[kind as usize].increment(1);
+                if !logged && kind != AcceptErrorKind::Connection {
+                    tracing::warn!(listener = %shared.config.name, error = %err, "accept failed; backing off");
+                    logged = true;
+                }
+                let pause = backoff.pause(kind);
+                if !pause.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let started = Instant::now();
+    let m = &shared.metrics;
+    m.active.increment(1.0);
+    let _active = GaugeGuard(&m.active);
+    let cfg = &shared.config;
+    connect::tune(&client, cfg.keepalive);
+    let upstream = match connect::connect(
+        &shared.pool,
+        peer,
+        cfg.connect_attempts,
+        cfg.connect_timeout,
+        cfg.keepalive,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(why) => {
+            m.unavailable[why as usize].increment(1);
+            tracing::warn!(listener = %cfg.name, pool = %shared.pool.name, client = %peer, reason = why.label(), "closing client: {why}");
+            return;
+        }
+    };
+    let bm = shared.pool.backend_metrics.get(upstream.index);
+    if let Some(bm) = bm {
+        bm.connections.increment(1);
+        bm.active.increment(1.0);
+    }
+    let opts = ForwardOptions {
+        idle_timeout: cfg.idle_timeout,
+        splice: cfg.splice,
+    };
+    let outcome = forward::forward(&client, &upstream.stream, opts, &m.bytes).await;
+    if let Some(bm) = bm {
+        bm.active.decrement(1.0);
+    }
+    if outcome.end == End::IdleTimeout {
+        m.idle_timeouts.increment(1);
+    }
+    m.duration.record(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        listener = %cfg.name, client = %peer, backend = %upstream.backend.name,
+        upstream_bytes = outcome.upstream, downstream_bytes = outcome.downstream, end = ?outcome.end,
+        "connection closed"
+    );
+}
+
+/// Decrements a gauge on drop (also when the task is cancelled).
+struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}

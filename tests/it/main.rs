@@ -1,0 +1,9 @@
+//! weir's integration tests: one test binary, weir run in-process on port 0
+//! against fake backends and real peers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+mod l4_faults;
+mod l4_proxy;
