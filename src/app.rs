@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use weir_common::shutdown::{Drain, Shutdown};
 use weir_config::Config;
+use weir_config::Protocol;
+use weir_l4::udp::{UdpService, UdpSettings, default_max_flows};
 use weir_l4::{PoolRuntime, TcpService};
 
 use crate::{admin, telemetry};
@@ -27,13 +29,59 @@ pub enum StartError {
     },
 }
 
+/// A bound listener of either protocol.
+#[derive(Debug)]
+enum Service {
+    Tcp(TcpService),
+    Udp(UdpService),
+}
+
+impl Service {
+    fn name(&self) -> &str {
+        match self {
+            Self::Tcp(s) => s.name(),
+            Self::Udp(s) => s.name(),
+        }
+    }
+
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        match self {
+            Self::Tcp(s) => s.local_addrs(),
+            Self::Udp(s) => s.local_addrs(),
+        }
+    }
+}
+
 /// A configured, fully bound weir that has not started serving.
 #[derive(Debug)]
 pub struct App {
     config: Config,
     pools: Vec<Arc<PoolRuntime>>,
-    services: Vec<TcpService>,
+    services: Vec<Service>,
     admin: Option<std::net::TcpListener>,
+}
+
+/// Builds a UDP listener's runtime settings; `udp_listeners` share the
+/// default flow budget.
+fn udp_settings(l: &weir_config::Listener, udp_listeners: usize) -> UdpSettings {
+    let o = l.udp.clone().unwrap_or(weir_config::UdpOptions {
+        responses: None,
+        max_flows: None,
+        max_datagram_size: weir_l4::udp::MAX_DATAGRAM,
+        sockets: None,
+    });
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    UdpSettings {
+        name: l.name.clone(),
+        bind: l.bind.clone(),
+        sockets_per_address: o.sockets.unwrap_or(cores),
+        idle_timeout: l.idle_timeout,
+        responses: o.responses,
+        max_flows: o
+            .max_flows
+            .unwrap_or_else(|| (default_max_flows() / udp_listeners.max(1)).max(16)),
+        max_datagram_size: o.max_datagram_size,
+    }
 }
 
 impl App {
@@ -52,11 +100,24 @@ impl App {
             ),
             None => None,
         };
+        let udp_listeners = config
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Udp)
+            .count();
         let services = config
             .listeners
             .iter()
-            .map(|l| TcpService::bind(l, Arc::clone(&pools[l.pool])))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|l| {
+                let pool = Arc::clone(&pools[l.pool]);
+                Ok(match l.protocol {
+                    Protocol::Tcp => Service::Tcp(TcpService::bind(l, pool)?),
+                    Protocol::Udp => {
+                        Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool)?)
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
         Ok(Self {
             config,
             pools,
@@ -70,7 +131,7 @@ impl App {
         self.services
             .iter()
             .filter(|s| s.name() == name)
-            .flat_map(TcpService::local_addrs)
+            .flat_map(Service::local_addrs)
             .collect()
     }
 
@@ -105,7 +166,12 @@ impl App {
         }
         let mut servers = tokio::task::JoinSet::new();
         for service in self.services {
-            servers.spawn(service.serve(shutdown.clone(), hard_stop.clone(), drain.clone()));
+            match service {
+                Service::Tcp(s) => {
+                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone()))
+                }
+                Service::Udp(s) => servers.spawn(s.serve(shutdown.clone())),
+            };
         }
         tracing::info!(
             listeners = self.config.listeners.len(),

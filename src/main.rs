@@ -1,6 +1,9 @@
 //! The `weir` command: parse arguments, load config, install telemetry,
 //! handle signals. Everything else lives in the library.
 
+// The CLI edge is where output to the terminal belongs.
+#![allow(clippy::print_stdout)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,7 +90,11 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn config_error(origin: &str, e: &weir_config::LoadError) -> ExitCode {
     let lines = e.lines();
     for line in &lines {
-        eprintln!("{origin}: error: {line}");
+        match e {
+            // Already `file:line:column: message`.
+            weir_config::LoadError::Syntax(_) => eprintln!("error: {line}"),
+            _ => eprintln!("{origin}: error: {line}"),
+        }
     }
     if let weir_config::LoadError::Invalid(_) = e {
         eprintln!("{origin}: {} error(s); nothing started", lines.len());

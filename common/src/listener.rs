@@ -27,6 +27,24 @@ pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListe
     Ok(socket.into())
 }
 
+/// Binds a UDP socket ready for tokio, with SO_REUSEPORT so several sockets
+/// can share one address (the kernel spreads clients across them by their
+/// address, so each client stays on one socket).
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Bursts of small datagrams (DNS) overflow the default buffers first.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// What an accept(2) error means for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptErrorKind {

@@ -24,6 +24,9 @@ pub const LISTENER_BYTES: &str = "weir_listener_bytes_total";
 pub const LISTENER_NO_BACKEND: &str = "weir_listener_backend_unavailable_total";
 /// Connections closed by the idle timeout, by `listener`.
 pub const LISTENER_IDLE_TIMEOUTS: &str = "weir_listener_idle_timeouts_total";
+/// Proxied connections that ended in a socket error, by `listener` and
+/// `side` (`client`, `backend`): resets and broken pipes mid-stream.
+pub const LISTENER_STREAM_ERRORS: &str = "weir_listener_stream_errors_total";
 /// Lifetime of proxied connections, by `listener`.
 pub const CONNECTION_DURATION: &str = "weir_connection_duration_seconds";
 /// Connections established to a backend, by `pool` and `backend`.
@@ -38,6 +41,25 @@ pub const BACKEND_UP: &str = "weir_backend_up";
 pub const HEALTH_CHECKS: &str = "weir_health_checks_total";
 /// Health state changes, by `pool`, `backend` and `to` (`up`, `down`).
 pub const HEALTH_TRANSITIONS: &str = "weir_health_transitions_total";
+
+/// Datagrams forwarded by a UDP listener, by `listener` and `direction`.
+pub const LISTENER_DATAGRAMS: &str = "weir_listener_datagrams_total";
+/// UDP datagrams dropped, by `listener` and `reason` (`no_backend`,
+/// `oversize`, `send_error`, `socket_error`, `flow_closed`).
+pub const UDP_DROPS: &str = "weir_udp_datagrams_dropped_total";
+/// UDP flows open now, by `listener`.
+pub const UDP_FLOWS_ACTIVE: &str = "weir_udp_flows_active";
+/// UDP flows opened, by `listener`.
+pub const UDP_FLOWS_OPENED: &str = "weir_udp_flows_opened_total";
+/// UDP flows evicted to make room at `max_flows`, by `listener`.
+pub const UDP_FLOWS_EVICTED: &str = "weir_udp_flows_evicted_total";
+/// UDP flows closed, by `listener` and `reason` (`idle`, `responses`,
+/// `evicted`, `backend_down`, `refused`, `shutdown`).
+pub const UDP_FLOWS_CLOSED: &str = "weir_udp_flows_closed_total";
+/// UDP flows opened to a backend, by `pool` and `backend`.
+pub const BACKEND_FLOWS: &str = "weir_backend_flows_total";
+/// UDP datagrams exchanged with a backend, by `pool`, `backend` and `direction`.
+pub const BACKEND_DATAGRAMS: &str = "weir_backend_datagrams_total";
 
 /// Connection duration histogram buckets, seconds: from a quick query to a
 /// day-long pooled database session.
@@ -70,6 +92,24 @@ pub fn describe() {
     describe_counter!(
         LISTENER_IDLE_TIMEOUTS,
         "Connections closed by the idle timeout."
+    );
+    describe_counter!(
+        LISTENER_STREAM_ERRORS,
+        "Proxied connections that ended in a socket error, by side."
+    );
+    describe_counter!(LISTENER_DATAGRAMS, "UDP datagrams forwarded, by direction.");
+    describe_counter!(UDP_DROPS, "UDP datagrams dropped, by reason.");
+    describe_gauge!(UDP_FLOWS_ACTIVE, "UDP flows open now.");
+    describe_counter!(UDP_FLOWS_OPENED, "UDP flows opened.");
+    describe_counter!(
+        UDP_FLOWS_EVICTED,
+        "UDP flows evicted at max_flows (least recently used first)."
+    );
+    describe_counter!(UDP_FLOWS_CLOSED, "UDP flows closed, by reason.");
+    describe_counter!(BACKEND_FLOWS, "UDP flows opened to the backend.");
+    describe_counter!(
+        BACKEND_DATAGRAMS,
+        "UDP datagrams exchanged with the backend, by direction."
     );
     describe_histogram!(
         CONNECTION_DURATION,

@@ -5,7 +5,8 @@
 //! (`deny_unknown_fields`; its doc comments are the configuration
 //! reference), then [`validate`] turns it into a [`Config`] in one pure step
 //! that collects *every* error with its field path. `weir check` runs
-//! exactly this. Syntax errors carry line and column. This crate sits before
+//! exactly this. Syntax errors carry line, column and, where the parser's
+//! span can be placed in the document, the field path. This crate sits before
 //! the data path; it uses weir-common's vocabulary (algorithms, hash keys,
 //! probes) and nothing else of ours.
 
@@ -16,9 +17,11 @@ pub mod model;
 pub mod raw;
 pub mod validate;
 
+mod locate;
+
 use std::path::Path;
 
-pub use model::{BackendConfig, Config, Listener, Pool, Protocol, Runtime};
+pub use model::{BackendConfig, Config, Listener, Pool, Protocol, Runtime, UdpOptions};
 pub use validate::{FieldError, Validated};
 
 /// Why a configuration could not be loaded.
@@ -66,18 +69,36 @@ pub fn load(path: &Path) -> Result<Validated, LoadError> {
     parse(&text, &path.display().to_string())
 }
 
+/// `origin:line:column: path: message`; the path (`listeners[0].colour`)
+/// when the error can be placed in the document, the column in characters.
 fn syntax_message(text: &str, origin: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim_end();
-    match err.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rfind('\n')
-                .map_or(before.len(), |nl| before.len() - nl - 1)
-                + 1;
-            format!("{origin}:{line}:{column}: {message}")
+    let Some(span) = err.span() else {
+        return format!("{origin}: {message}");
+    };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    // Editors show neither a byte-order mark nor count it as a column.
+    let line_start = before.rfind('\n').map_or(
+        if before.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        },
+        |nl| nl + 1,
+    );
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+    match locate::path_of(text, &span) {
+        Some(path) => format!("{origin}:{line}:{column}: {path}: {message}"),
+        None if message == "duplicate key" => {
+            // The parser does not say which key; the span does.
+            let key = text.get(span.clone()).unwrap_or_default();
+            format!("{origin}:{line}:{column}: duplicate key {key:?}")
         }
-        None => format!("{origin}: {message}"),
+        None => format!("{origin}:{line}:{column}: {message}"),
     }
 }

@@ -33,10 +33,12 @@ pub struct Runtime {
 }
 
 /// The protocol of a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// Raw TCP streams (L4).
     Tcp,
+    /// UDP datagrams, grouped into flows (L4).
+    Udp,
 }
 
 impl Protocol {
@@ -44,6 +46,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
+            Self::Udp => "udp",
         }
     }
 }
@@ -73,6 +76,21 @@ pub struct Listener {
     pub splice: bool,
     /// TCP keepalive idle time; `None` = off.
     pub keepalive: Option<Duration>,
+    /// UDP settings (`Some` exactly when `protocol` is UDP).
+    pub udp: Option<UdpOptions>,
+}
+
+/// Settings only UDP listeners have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdpOptions {
+    /// End a flow after this many replies.
+    pub responses: Option<u32>,
+    /// Flow limit; `None` = derived from the open-file limit at start-up.
+    pub max_flows: Option<usize>,
+    /// Larger datagrams are dropped.
+    pub max_datagram_size: usize,
+    /// SO_REUSEPORT sockets per address; `None` = one per core.
+    pub sockets: Option<usize>,
 }
 
 /// A validated pool.
@@ -130,17 +148,32 @@ impl Config {
         }
         for l in &self.listeners {
             let binds: Vec<String> = l.bind.iter().map(ToString::to_string).collect();
+            let details = match &l.udp {
+                None => format!(
+                    "max {} conns, connect {}, idle {}, {}",
+                    l.max_connections,
+                    format_duration(l.connect_timeout),
+                    format_duration(l.idle_timeout),
+                    if l.splice { "splice" } else { "copy" },
+                ),
+                Some(u) => format!(
+                    "max {} flows, idle {}, {}",
+                    u.max_flows
+                        .map_or_else(|| "auto".to_owned(), |n| n.to_string()),
+                    format_duration(l.idle_timeout),
+                    u.responses.map_or_else(
+                        || "no reply limit".to_owned(),
+                        |n| format!("{n} replies per flow")
+                    ),
+                ),
+            };
             let _ = writeln!(
                 out,
-                "listener  {} {} {} -> pool {} (max {} conns, connect {}, idle {}, {})",
+                "listener  {} {} {} -> pool {} ({details})",
                 l.name,
                 l.protocol.name(),
                 binds.join(", "),
                 self.pools[l.pool].name,
-                l.max_connections,
-                format_duration(l.connect_timeout),
-                format_duration(l.idle_timeout),
-                if l.splice { "splice" } else { "copy" },
             );
         }
         for p in &self.pools {
@@ -162,6 +195,7 @@ impl Config {
                     match c.probe {
                         Probe::Tcp => "tcp",
                         Probe::SendExpect { .. } => "send_expect",
+                        Probe::Udp { .. } => "udp",
                     },
                     format_duration(c.interval),
                     c.rise,

@@ -5,12 +5,19 @@
 //! unless marked *required*; an unknown key is an error. Values that need
 //! checking (addresses, durations, names of algorithms) stay strings here so
 //! that validation can report every bad value at once with its field path.
+//!
+//! A *duration* is a string of `<integer><unit>` groups, unit `ms`, `s`, `m`,
+//! `h` or `d` (`"250ms"`, `"5s"`, `"1m30s"`), greater than zero; a bare
+//! number is refused.
 
 use serde::Deserialize;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of [admin], [runtime], [[listeners]] and [[pools]]"
+)]
 pub struct RawConfig {
     /// `[admin]`: the admin listener serving `/metrics` and `/healthz`.
     #[serde(default)]
@@ -28,7 +35,7 @@ pub struct RawConfig {
 
 /// `[admin]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an [admin] table")]
 pub struct RawAdmin {
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`), IP:port.
     /// Default `"127.0.0.1:9090"`. Keep it off public interfaces.
@@ -39,9 +46,10 @@ pub struct RawAdmin {
 
 /// `[runtime]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [runtime] table")]
 pub struct RawRuntime {
-    /// Worker threads of the async runtime. Default: one per CPU core.
+    /// Worker threads of the async runtime, 1 to 1024. Default: one per CPU
+    /// core.
     pub worker_threads: Option<usize>,
     /// On SIGTERM/SIGINT, how long open connections may run on before they
     /// are closed. Duration. Default `"30s"`.
@@ -49,13 +57,43 @@ pub struct RawRuntime {
 }
 
 /// A listener's bind addresses: one string or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum OneOrMany {
     /// `bind = "0.0.0.0:5432"`
     One(String),
     /// `bind = ["0.0.0.0:5432", "[::]:5432"]`
     Many(Vec<String>),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose error ("data did not match
+// any variant of untagged enum") does not tell the user what to write.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address string like \"0.0.0.0:5432\" or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany::Many(many))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl OneOrMany {
@@ -70,44 +108,71 @@ impl OneOrMany {
 
 /// `[[listeners]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[listeners]] table")]
 pub struct RawListener {
-    /// *Required.* Unique name; the `listener` label of its metrics.
+    /// *Required.* Unique, non-empty name; the `listener` label of its
+    /// metrics.
     pub name: String,
     /// *Required.* One or more IP:port addresses to accept on, e.g.
-    /// `"0.0.0.0:5432"` or `["0.0.0.0:5432", "[::]:5432"]`.
+    /// `"0.0.0.0:5432"` or `["0.0.0.0:5432", "[::]:5432"]`. No address may be
+    /// used twice by one protocol in the file (nor, for TCP, be
+    /// `admin.address`); a TCP and a UDP listener may share one (DNS on
+    /// port 53). Port 0 lets the kernel pick a free port.
     pub bind: OneOrMany,
-    /// Protocol: `"tcp"`. Default `"tcp"`.
+    /// Protocol: `"tcp"` (streams) or `"udp"` (datagrams, in flows).
+    /// Default `"tcp"`. Keys marked *TCP only* or *UDP only* are errors on a
+    /// listener of the other protocol.
     pub protocol: Option<String>,
     /// *Required.* Name of the pool this listener sends connections to.
     pub pool: String,
-    /// Most client connections open at once; past it new connections are
-    /// closed at accept and counted. Default `10000`.
+    /// *TCP only.* Most client connections open at once; past it new
+    /// connections are closed at accept and counted. 1 to 10000000.
+    /// Default `10000`.
     pub max_connections: Option<u64>,
-    /// Listen backlog (queued, not yet accepted connections). Default `1024`.
+    /// *TCP only.* Listen backlog (queued, not yet accepted connections),
+    /// 1 to 65535. Default `1024`.
     pub backlog: Option<u32>,
-    /// Bound on one connection attempt to a backend. Duration. Default `"5s"`.
+    /// *TCP only.* Bound on one connection attempt to a backend. Duration.
+    /// Default `"5s"`.
     pub connect_timeout: Option<String>,
-    /// A connection with no bytes in either direction for this long is closed
-    /// on both sides. Duration. Default `"1h"` (database pools idle a lot).
+    /// TCP: a connection with no bytes in either direction for this long is
+    /// closed on both sides. UDP: a flow with no datagram either way for this
+    /// long ends. Duration. Default `"1h"` for TCP (database pools idle a
+    /// lot), `"30s"` for UDP.
     pub idle_timeout: Option<String>,
-    /// How many backends to try, in the selector's order, before giving up
-    /// on a client connection. 1 to 8. Default `3`.
+    /// *TCP only.* How many backends to try, in the selector's order, before
+    /// giving up on a client connection. 1 to 8. Default `3`.
     pub connect_attempts: Option<u32>,
-    /// Forward with zero-copy `splice(2)` on Linux; `false` uses a user-space
-    /// copy. Default `true`.
+    /// *TCP only.* Forward with zero-copy `splice(2)` on Linux; `false` uses a
+    /// user-space copy. Default `true`.
     pub splice: Option<bool>,
-    /// TCP keepalive idle time on client and backend sockets, so dead peers
-    /// of long-lived connections are noticed. Duration, or `"off"`.
-    /// Default `"60s"`.
+    /// *TCP only.* TCP keepalive idle time on client and backend sockets, so
+    /// dead peers of long-lived connections are noticed. Duration from 1s to
+    /// 32767s (the kernel's limit), or `"off"`. Default `"60s"`.
     pub keepalive: Option<String>,
+    /// *UDP only.* Replies the backend sends per client datagram (nginx's
+    /// `proxy_responses`), 1 to 1000000: a flow ends once every datagram the
+    /// client sent has had this many replies. `1` suits request/response
+    /// protocols like DNS so flows do not pile up. Default: unlimited (flows
+    /// end at the idle timeout).
+    pub responses: Option<u32>,
+    /// *UDP only.* Most flows open at once (each holds one socket); when
+    /// full, the least recently used flow is evicted. 1 to 1000000.
+    /// Default: half the process's open-file limit.
+    pub max_flows: Option<u64>,
+    /// *UDP only.* Larger datagrams are dropped and counted, 1 to 65507
+    /// bytes. Default `65507` (the largest UDP payload over IPv4).
+    pub max_datagram_size: Option<u32>,
+    /// *UDP only.* Sockets per address, sharing it with SO_REUSEPORT so
+    /// every core receives, 1 to 64. Default: one per CPU core.
+    pub sockets: Option<u32>,
 }
 
 /// `[[pools]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[pools]] table")]
 pub struct RawPool {
-    /// *Required.* Unique name; the `pool` label of its metrics.
+    /// *Required.* Unique, non-empty name; the `pool` label of its metrics.
     pub name: String,
     /// Load-balancing algorithm: `"round_robin"`, `"weighted_round_robin"`,
     /// `"least_connections"`, `"random_two_choices"`, `"maglev"` or
@@ -115,10 +180,11 @@ pub struct RawPool {
     pub algorithm: Option<String>,
     /// What consistent-hash algorithms (`maglev`, `ring_hash`) hash:
     /// `"client_ip"` (a client sticks to one backend) or `"client_ip_port"`.
-    /// Default `"client_ip"`.
+    /// Ignored (with a warning) by the other algorithms. Default `"client_ip"`.
     pub hash_key: Option<String>,
-    /// `maglev` only: lookup table size, a prime. Default `65537`. Keep it at
-    /// least 100 × the number of backends for an even spread.
+    /// `maglev` only: lookup table size, a prime no larger than 1000003.
+    /// Default `65537`. Keep it at least 100 × the number of backends for an
+    /// even spread (smaller tables get a warning).
     pub maglev_table_size: Option<u32>,
     /// `ring_hash` only: bounded-load factor (> 1.0); no backend takes more
     /// than factor × the average in-flight load. Default: unbounded.
@@ -138,14 +204,19 @@ pub struct RawPool {
 
 /// `[[pools.backends]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a backend table like { address = \"10.0.0.1:5432\" }"
+)]
 pub struct RawBackend {
-    /// Name in logs and the `backend` metric label, unique in the pool.
+    /// Name in logs and the `backend` metric label, non-empty and unique in
+    /// the pool.
     /// Default: the address as written. Consistent hashing places keys by
     /// this name, so renaming a backend moves its keys.
     pub name: Option<String>,
-    /// *Required.* `host:port` or `IP:port`; a host name is resolved once at
-    /// start-up and must resolve.
+    /// *Required.* `host:port` or `IP:port` (`"[::1]:5432"` for IPv6), port
+    /// not 0, unique in the pool; a host name is resolved once at start-up
+    /// and must resolve.
     pub address: String,
     /// Relative share of traffic, 1 to 256. Default `1`.
     pub weight: Option<u32>,
@@ -153,27 +224,32 @@ pub struct RawBackend {
 
 /// `[pools.health_check]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [pools.health_check] table")]
 pub struct RawHealthCheck {
     /// `"tcp"` (connect only) or `"send_expect"`. Default `"tcp"`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Time between probes of one backend. Duration. Default `"2s"`.
     pub interval: Option<String>,
-    /// Bound on one probe. Duration. Default `"1s"`.
+    /// Bound on one probe. Duration. Default `"1s"`. Longer than `interval`
+    /// gets a warning: probes of one backend never overlap.
     pub timeout: Option<String>,
-    /// Consecutive successes to mark a backend up. Default `2`. With checks
+    /// Consecutive successes to mark a backend up, 1 to 100. Default `2`. With checks
     /// configured a backend starts down until it has passed `rise` probes.
     pub rise: Option<u32>,
     /// Consecutive failures (probes or, with `passive`, real connections) to
-    /// mark a backend down. Default `3`.
+    /// mark a backend down, 1 to 100. Default `3`.
     pub fall: Option<u32>,
-    /// `send_expect`: bytes to send, as text with escapes (`"PING\r\n"`).
+    /// `send_expect`: bytes to send first, as text; TOML escapes work in a
+    /// double-quoted string (`"PING\r\n"`). Set this or `send_hex`, not both;
+    /// neither sends nothing and just reads (a server's greeting).
     pub send: Option<String>,
-    /// `send_expect`: bytes to send, as hex (`"50494e470d0a"`).
+    /// `send_expect`: bytes to send, as hex digits, spaces allowed
+    /// (`"50494e470d0a"`).
     pub send_hex: Option<String>,
-    /// `send_expect`: *required* reply prefix, as text (`"+PONG"`).
+    /// `send_expect`: the reply must start with these bytes, as text
+    /// (`"+PONG"`). `send_expect` needs this or `expect_hex`, non-empty.
     pub expect: Option<String>,
-    /// `send_expect`: reply prefix as hex.
+    /// `send_expect`: the expected reply prefix as hex digits.
     pub expect_hex: Option<String>,
 }

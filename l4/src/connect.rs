@@ -8,6 +8,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use weir_common::backend::{Backend, InFlight};
 use weir_common::health::{self, Source};
+use weir_common::listener::AcceptErrorKind;
 
 use crate::pool::PoolRuntime;
 
@@ -77,13 +78,19 @@ pub async fn connect(
         let index = index as usize;
         // Count the attempt as in flight so least-connections sees it at once.
         let in_flight = backend.state.begin();
+        // weir's own shortage (out of fds or memory for the socket) says
+        // nothing about the backend: it must not count against its health.
+        let mut local = false;
         let result = match tokio::time::timeout(timeout, TcpStream::connect(backend.addr)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(if e.kind() == io::ErrorKind::ConnectionRefused {
-                0
-            } else {
-                2
-            }),
+            Ok(Err(e)) => {
+                local = AcceptErrorKind::of(&e) == AcceptErrorKind::Exhausted;
+                Err(if e.kind() == io::ErrorKind::ConnectionRefused {
+                    0
+                } else {
+                    2
+                })
+            }
             Err(_) => Err(1),
         };
         match result {
@@ -104,7 +111,7 @@ pub async fn connect(
                     m.connect_errors[reason].increment(1);
                 }
                 tracing::debug!(pool = %pool.name, backend = %backend.name, reason = ["refused", "timeout", "other"][reason], "connect to backend failed");
-                if pool.passive {
+                if pool.passive && !local {
                     health::report(&pool.name, backend, false, Source::Traffic);
                 }
             }

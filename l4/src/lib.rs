@@ -14,6 +14,7 @@ pub mod connect;
 pub mod forward;
 pub mod pool;
 pub mod tcp;
+pub mod udp;
 
 pub use pool::PoolRuntime;
 pub use tcp::{BindError, TcpService};

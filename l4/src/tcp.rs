@@ -41,6 +41,7 @@ struct ListenerMetrics {
     bytes: ByteCounters,
     unavailable: [Counter; 2],
     idle_timeouts: Counter,
+    stream_errors: [Counter; 2],
     duration: Histogram,
 }
 
@@ -67,6 +68,9 @@ impl ListenerMetrics {
                 unavailable(Unavailable::AllFailed),
             ],
             idle_timeouts: metrics::counter!(names::LISTENER_IDLE_TIMEOUTS, &[l()]),
+            stream_errors: ["client", "backend"].map(|side| {
+                metrics::counter!(names::LISTENER_STREAM_ERRORS, "listener" => name.to_owned(), "side" => side)
+            }),
             duration: metrics::histogram!(names::CONNECTION_DURATION, &[l()]),
         }
     }
@@ -245,8 +249,11 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     if let Some(bm) = bm {
         bm.active.decrement(1.0);
     }
-    if outcome.end == End::IdleTimeout {
-        m.idle_timeouts.increment(1);
+    match outcome.end {
+        End::Closed => {}
+        End::IdleTimeout => m.idle_timeouts.increment(1),
+        End::ClientError => m.stream_errors[0].increment(1),
+        End::BackendError => m.stream_errors[1].increment(1),
     }
     m.duration.record(started.elapsed().as_secs_f64());
     tracing::debug!(

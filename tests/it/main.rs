@@ -5,5 +5,12 @@
 
 mod support;
 
+mod cli;
+mod dns;
 mod l4_faults;
+mod l4_health;
 mod l4_proxy;
+mod postgres;
+mod prometheus;
+mod redis;
+mod udp;

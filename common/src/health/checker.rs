@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::probe::Probe;
+use super::probe::{Probe, ProbeError};
 use super::{Source, publish, report};
 use crate::backend::{Backend, BackendSet};
 use crate::hash::hash_bytes;
+use crate::listener::AcceptErrorKind;
 use crate::metrics as names;
 use crate::shutdown::Shutdown;
 
@@ -79,6 +80,14 @@ async fn probe_loop(pool: &str, backend: &Backend, check: &CheckConfig) {
     loop {
         ticks.tick().await;
         let result = check.probe.run(backend.addr, check.timeout).await;
+        if let Err(ProbeError::Io(e)) = &result
+            && AcceptErrorKind::of(e) == AcceptErrorKind::Exhausted
+        {
+            // weir itself is out of descriptors or memory: that says nothing
+            // about the backend, so the probe neither passes nor fails.
+            tracing::debug!(pool, backend = %backend.name, error = %e, "health probe skipped: local resources exhausted");
+            continue;
+        }
         let label = if result.is_ok() { "success" } else { "failure" };
         metrics::counter!(names::HEALTH_CHECKS, "pool" => pool.to_owned(), "backend" => backend.name.to_string(), "result" => label)
             .increment(1);

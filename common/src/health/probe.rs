@@ -19,6 +19,14 @@ pub enum Probe {
         /// The reply must start with these bytes.
         expect: Vec<u8>,
     },
+    /// Send one UDP datagram `send`; healthy when a reply datagram starts
+    /// with `expect`. An ICMP port unreachable fails at once.
+    Udp {
+        /// The datagram to send (e.g. a DNS query).
+        send: Vec<u8>,
+        /// The reply must start with these bytes.
+        expect: Vec<u8>,
+    },
 }
 
 /// Why a probe failed (debug log only).
@@ -45,6 +53,9 @@ impl Probe {
     }
 
     async fn run_unbounded(&self, addr: SocketAddr) -> Result<(), ProbeError> {
+        if let Self::Udp { send, expect } = self {
+            return udp(addr, send, expect).await;
+        }
         let mut stream = TcpStream::connect(addr).await?;
         let Self::SendExpect { send, expect } = self else {
             return Ok(());
@@ -68,6 +79,28 @@ impl Probe {
                 String::from_utf8_lossy(&reply[..got]).into_owned(),
             ))
         }
+    }
+}
+
+async fn udp(addr: SocketAddr, send: &[u8], expect: &[u8]) -> Result<(), ProbeError> {
+    let local: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse()
+    } else {
+        "0.0.0.0:0".parse()
+    }
+    .map_err(|_| ProbeError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(addr).await?;
+    socket.send(send).await?;
+    let mut reply = vec![0u8; 65_536];
+    let n = socket.recv(&mut reply).await?;
+    if reply[..n].starts_with(expect) {
+        Ok(())
+    } else {
+        let shown = &reply[..n.min(expect.len().max(16))];
+        Err(ProbeError::Mismatch(
+            String::from_utf8_lossy(shown).into_owned(),
+        ))
     }
 }
 
@@ -101,6 +134,39 @@ mod tests {
             bad.run(addr, Duration::from_secs(2)).await,
             Err(ProbeError::Mismatch(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn udp_probe_matches_reply_prefix() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            loop {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                let mut reply = b"ok:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                server.send_to(&reply, from).await.unwrap();
+            }
+        });
+        let ok = Probe::Udp {
+            send: b"x".to_vec(),
+            expect: b"ok:x".to_vec(),
+        };
+        ok.run(addr, Duration::from_secs(2)).await.unwrap();
+        let bad = Probe::Udp {
+            send: b"x".to_vec(),
+            expect: b"no".to_vec(),
+        };
+        assert!(bad.run(addr, Duration::from_secs(2)).await.is_err());
+        // A closed UDP port answers with ICMP port unreachable: fails fast.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(ok.run(closed, Duration::from_secs(5)).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[tokio::test]

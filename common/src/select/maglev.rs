@@ -5,7 +5,9 @@
 //! only on the configured pool, never on process or order of start: two weir
 //! instances with the same config build the same table. Backends take turns
 //! claiming their next free preferred slot; a backend of weight `w` takes `w`
-//! turns per round, so its share of the table follows its weight.
+//! turns per round, so its share of the table follows its weight. Turns go in
+//! the order of the names, not of the configuration, so listing the same
+//! backends in another order builds the same table.
 //!
 //! A lookup reads `table[key % M]`. When that backend is not ready we walk on
 //! through the following slots: keys whose backend is ready never move.
@@ -44,12 +46,14 @@ impl Maglev {
                 (offset, skip)
             })
             .collect();
+        let mut turns: Vec<usize> = (0..backends.len()).collect();
+        turns.sort_by(|&a, &b| backends[a].name.cmp(&backends[b].name).then(a.cmp(&b)));
         const EMPTY: u32 = u32::MAX;
         let mut table = vec![EMPTY; m];
         let mut filled = 0;
         'fill: loop {
-            for (i, backend) in backends.iter().enumerate() {
-                for _ in 0..backend.weight.max(1) {
+            for &i in &turns {
+                for _ in 0..backends[i].weight.max(1) {
                     let (offset, skip) = perms[i];
                     let mut slot = ((offset + next[i] * skip) % m as u64) as usize;
                     while table[slot] != EMPTY {
@@ -128,6 +132,28 @@ mod tests {
         assert_eq!(counts.iter().sum::<usize>(), 65_537);
         let ratio = counts[1] as f64 / counts[0] as f64;
         assert!((1.95..2.05).contains(&ratio), "{counts:?}");
+    }
+
+    #[test]
+    fn table_does_not_depend_on_config_order() {
+        let names = ["db3:5432", "db1:5432", "db2:5432", "db0:5432", "db4:5432"];
+        let build = |order: &[usize]| {
+            let backends = order
+                .iter()
+                .map(|&i| {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+                    Backend::healthy(names[i], addr, 1 + i as u32 % 2)
+                })
+                .collect();
+            let maglev = Maglev::new(&BackendSet::new(backends), 65_537);
+            let table: Vec<&str> = maglev
+                .table()
+                .iter()
+                .map(|&slot| names[order[slot as usize]])
+                .collect();
+            table
+        };
+        assert!(build(&[0, 1, 2, 3, 4]) == build(&[4, 2, 0, 3, 1]));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Ring hash (Karger et al.) with optional bounded loads (Mirrokni et al.,
 //! HAProxy's `hash-balance-factor`).
 //!
-//! Each backend places `weight × replicas` points on a 64-bit ring, hashed
-//! from its name, so the ring depends only on the configured pool. A lookup
-//! takes the first point at or after the key and walks clockwise. With a
+//! Each backend places `weight × points_per_weight` points on a 64-bit ring,
+//! hashed from its name and the point's number, so a backend's points depend
+//! on nothing but its own name and weight (as in nginx's ketama `hash
+//! consistent`). That is what makes the ring consistent: removing or adding a
+//! backend moves only the keys of the points it takes away or brings, and a
+//! key whose backend stays never moves. (Deriving the number of points from
+//! the pool's total weight, Envoy-style, would give every surviving backend
+//! new points on each membership change, which steal keys among survivors:
+//! that moved up to 1.9/N of the keys when one of N backends was removed.)
+//! A lookup takes the first point at or after the key and walks clockwise. With a
 //! balance factor `c`, a backend already carrying more than
 //! `ceil(c × (total + 1) / ready)` in-flight units is passed over while a
 //! lighter one exists, which caps the hottest backend near `c ×` the average.
@@ -12,23 +19,35 @@ use super::{Candidates, ready};
 use crate::backend::{Backend, BackendSet};
 use crate::hash::{hash_bytes, mix64};
 
+/// Most points one ring may hold (12 bytes each, so 12 MiB). Above it the
+/// points per weight unit are scaled down to the largest power of two that
+/// fits, and a membership change that crosses such a step moves more keys
+/// than its own.
+pub const MAX_RING_POINTS: u64 = 1 << 20;
+
 /// A built hash ring.
 #[derive(Debug)]
 pub struct RingHash {
-    ring: Vec<(u64, u32)>,
+    /// The points' positions, sorted. Kept apart from their owners so the
+    /// binary search of a lookup reads 8 bytes per probe, not 16.
+    hashes: Vec<u64>,
+    /// `owners[p]` is the backend index of the point at `hashes[p]`.
+    owners: Vec<u32>,
     balance_factor: Option<f64>,
 }
 
 impl RingHash {
-    /// Builds a ring of at least `min_size` points.
-    pub fn new(set: &BackendSet, min_size: u32, balance_factor: Option<f64>) -> Self {
+    /// Builds a ring with `points_per_weight` points per unit of weight
+    /// (fewer if the ring would exceed [`MAX_RING_POINTS`]).
+    pub fn new(set: &BackendSet, points_per_weight: u32, balance_factor: Option<f64>) -> Self {
         let backends = set.backends();
         let total_weight: u64 = backends.iter().map(|b| u64::from(b.weight.max(1))).sum();
-        let replicas = if total_weight == 0 {
-            0
-        } else {
-            u64::from(min_size).div_ceil(total_weight).max(1)
-        };
+        let mut replicas = u64::from(points_per_weight.max(1));
+        if total_weight * replicas > MAX_RING_POINTS {
+            // The largest power of two that fits, so the count changes in steps.
+            let fit = (MAX_RING_POINTS / total_weight).max(1);
+            replicas = 1 << fit.ilog2();
+        }
         let mut ring = Vec::with_capacity((total_weight * replicas) as usize);
         for (i, b) in backends.iter().enumerate() {
             let base = hash_bytes(b.name.as_bytes());
@@ -37,24 +56,26 @@ impl RingHash {
             }
         }
         ring.sort_unstable();
+        let (hashes, owners) = ring.into_iter().unzip();
         Self {
-            ring,
+            hashes,
+            owners,
             balance_factor,
         }
     }
 
     /// Number of points on the ring.
     pub fn points(&self) -> usize {
-        self.ring.len()
+        self.hashes.len()
     }
 
     pub(crate) fn candidates(&self, backends: &[Backend], key: u64, max: usize) -> Candidates {
         let mut out = Candidates::default();
-        let n = self.ring.len();
+        let n = self.hashes.len();
         if n == 0 {
             return out;
         }
-        let start = self.ring.partition_point(|&(h, _)| h < key) % n;
+        let start = self.hashes.partition_point(|&h| h < key) % n;
         let capacity = self.balance_factor.and_then(|c| {
             let (total, ready_count) = backends
                 .iter()
@@ -67,7 +88,7 @@ impl RingHash {
         let limit = n.min(16 * backends.len() + 64);
         let mut overloaded = Candidates::default();
         for step in 0..limit {
-            let i = self.ring[(start + step) % n].1;
+            let i = self.owners[(start + step) % n];
             if !ready(backends, i as usize) {
                 continue;
             }
@@ -84,7 +105,7 @@ impl RingHash {
                 return out;
             }
         }
-        super::walk_ready(backends, self.ring[start].1 as usize, &mut out, max);
+        super::walk_ready(backends, self.owners[start] as usize, &mut out, max);
         out
     }
 }

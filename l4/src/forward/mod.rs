@@ -223,3 +223,6 @@ pub async fn forward(
         end,
     }
 }
+
+#[cfg(test)]
+mod tests;

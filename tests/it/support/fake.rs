@@ -26,6 +26,8 @@ pub enum Behaviour {
     GreetThenReset,
     /// Accepts and never reads or writes.
     Stall,
+    /// Connection number `k` (from 0) gets `replies[k % len]` written at once, then closes.
+    Cycle(Vec<&'static str>),
 }
 
 /// A running fake backend.
@@ -69,8 +71,12 @@ impl FakeBackend {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let (id, behaviour, rec) = (id2.clone(), behaviour.clone(), rec.clone());
+                let k = acc.fetch_add(1, Ordering::SeqCst);
+                let behaviour = match &behaviour {
+                    Behaviour::Cycle(replies) => Behaviour::Cycle(vec![replies[k % replies.len()]]),
+                    other => other.clone(),
+                };
+                let (id, rec) = (id2.clone(), rec.clone());
                 tokio::spawn(async move { handle(stream, &id, &behaviour, &rec).await });
             }
         });
@@ -148,6 +154,9 @@ async fn handle(
             let _ = stream.flush().await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
+        Behaviour::Cycle(reply) => {
+            let _ = stream.write_all(reply[0].as_bytes()).await;
         }
         Behaviour::Stall => {
             let mut buf = [0u8; 1];

@@ -4,7 +4,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dns;
 pub mod fake;
+pub mod fake_udp;
 pub mod peers;
 
 use std::net::SocketAddr;
@@ -105,6 +107,15 @@ impl Weir {
     pub fn simple(algorithm: &str, extra_listener: &str, extra_pool: &str) -> String {
         format!(
             "[runtime]\nshutdown_grace = \"2s\"\n\n[[listeners]]\nname = \"{{listener}}\"\nbind = \"127.0.0.1:0\"\npool = \"{{pool}}\"\n{extra_listener}\n\n[[pools]]\nname = \"{{pool}}\"\nalgorithm = \"{algorithm}\"\n{extra_pool}\n{{backends}}"
+        )
+    }
+
+    /// Like [`Weir::simple`], for a UDP listener.
+    pub fn udp(algorithm: &str, extra_listener: &str, extra_pool: &str) -> String {
+        Self::simple(
+            algorithm,
+            &format!("protocol = \"udp\"\n{extra_listener}"),
+            extra_pool,
         )
     }
 
@@ -268,4 +279,37 @@ pub fn open_fds() -> usize {
 /// The `weir` binary built for these tests.
 pub fn weir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weir")
+}
+
+/// Open (non-TIME_WAIT, non-listening) TCP sockets held by any process whose
+/// local or remote port is `port`, from /proc/net/tcp{,6}. Exact even while
+/// other tests run, since every test uses its own ports.
+pub fn sockets_on_port(port: u16) -> usize {
+    let mut count = 0;
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 10 {
+                continue;
+            }
+            let port_of = |a: &str| {
+                a.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            let (local, remote, state, inode) =
+                (port_of(cols[1]), port_of(cols[2]), cols[3], cols[9]);
+            // 0A = LISTEN; inode 0 = TIME_WAIT (no owner).
+            if state == "0A" || inode == "0" {
+                continue;
+            }
+            if local == Some(port) || remote == Some(port) {
+                count += 1;
+            }
+        }
+    }
+    count
 }

@@ -1,0 +1,233 @@
+//! One pure step from [`RawConfig`] to [`Config`], collecting every error.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+use crate::model::{Config, Protocol, Runtime};
+use crate::raw::RawConfig;
+
+mod listener;
+mod pool;
+
+use listener::listener;
+pub use pool::decode_hex;
+use pool::pool;
+
+/// One semantic error: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field path, e.g. `listeners[1].pool`.
+    pub path: String,
+    /// What is wrong, lowercase.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A validated config plus the warnings worth showing an operator.
+#[derive(Debug)]
+pub struct Validated {
+    /// The config.
+    pub config: Config,
+    /// Non-fatal findings (same shape as errors).
+    pub warnings: Vec<FieldError>,
+}
+
+#[derive(Default)]
+pub(crate) struct Report {
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) warnings: Vec<FieldError>,
+}
+
+impl Report {
+    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.error(path, format!("duration {text:?} must be greater than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.error(path, msg);
+                default
+            }
+        }
+    }
+
+    pub(crate) fn one_of<T: Copy>(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: T,
+        table: &[(&str, T)],
+    ) -> T {
+        let Some(text) = value else { return default };
+        match table.iter().find(|(name, _)| *name == text) {
+            Some((_, v)) => *v,
+            None => {
+                let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                self.error(
+                    path,
+                    format!(
+                        "unknown value {text:?}; expected one of: {}",
+                        names.join(", ")
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub(crate) fn range<T: PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        path: &str,
+        value: Option<T>,
+        default: T,
+        min: T,
+        max: T,
+    ) -> T {
+        let Some(v) = value else { return default };
+        if v < min || v > max {
+            self.error(
+                path,
+                format!("{v} is out of range; expected {min} to {max}"),
+            );
+            default
+        } else {
+            v
+        }
+    }
+}
+
+/// Validates `raw` into a [`Config`], or returns every error found.
+pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<FieldError>> {
+    let mut r = Report::default();
+
+    // Checked even when disabled, so a typo does not wait until it is enabled.
+    let admin_text = raw.admin.address.as_deref().unwrap_or("127.0.0.1:9090");
+    let admin_addr = match admin_text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                "admin.address",
+                format!("invalid address {admin_text:?}; expected IP:port like \"127.0.0.1:9090\""),
+            );
+            None
+        }
+    };
+    let admin = admin_addr.filter(|_| raw.admin.enabled != Some(false));
+
+    let runtime = Runtime {
+        worker_threads: raw
+            .runtime
+            .worker_threads
+            .map(|n| r.range("runtime.worker_threads", Some(n), 1, 1, 1024)),
+        shutdown_grace: r.duration(
+            "runtime.shutdown_grace",
+            raw.runtime.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        ),
+    };
+
+    let mut pool_index: HashMap<&str, usize> = HashMap::new();
+    let mut pools = Vec::with_capacity(raw.pools.len());
+    for (i, p) in raw.pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if p.name.trim().is_empty() {
+            r.error(format!("{path}.name"), "must not be empty");
+        } else if pool_index.contains_key(p.name.as_str()) {
+            r.error(
+                format!("{path}.name"),
+                format!("duplicate pool name {:?}", p.name),
+            );
+        } else {
+            pool_index.insert(&p.name, i);
+        }
+        pools.push(pool(&mut r, &path, p));
+    }
+
+    if raw.listeners.is_empty() {
+        r.error("listeners", "at least one listener is required");
+    }
+    let mut names = HashSet::new();
+    let mut bound: HashMap<(Protocol, SocketAddr), String> = HashMap::new();
+    if let Some(a) = admin {
+        bound.insert((Protocol::Tcp, a), "admin.address".into());
+    }
+    let mut used_pools = HashSet::new();
+    let mut listeners = Vec::with_capacity(raw.listeners.len());
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        if l.name.trim().is_empty() {
+            r.error(format!("{path}.name"), "must not be empty");
+        } else if !names.insert(l.name.as_str()) {
+            r.error(
+                format!("{path}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            );
+        }
+        let pool = match pool_index.get(l.pool.as_str()) {
+            Some(&p) => {
+                used_pools.insert(p);
+                p
+            }
+            None => {
+                r.error(
+                    format!("{path}.pool"),
+                    format!("no pool named {:?}", l.pool),
+                );
+                0
+            }
+        };
+        listeners.push(listener(&mut r, &path, l, pool, &mut bound));
+    }
+    for (i, p) in raw.pools.iter().enumerate() {
+        if !used_pools.contains(&i) {
+            r.warn(
+                format!("pools[{i}]"),
+                format!("pool {:?} is not used by any listener", p.name),
+            );
+        }
+    }
+
+    if r.errors.is_empty() {
+        Ok(Validated {
+            config: Config {
+                admin,
+                runtime,
+                listeners,
+                pools,
+            },
+            warnings: r.warnings,
+        })
+    } else {
+        Err(r.errors)
+    }
+}

@@ -1,0 +1,338 @@
+//! Pool validation: algorithm, backends (resolved), health checks.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use weir_common::health::checker::CheckConfig;
+use weir_common::health::probe::Probe;
+use weir_common::select::{Algorithm, DEFAULT_MAGLEV_TABLE_SIZE, HashKey, is_prime};
+
+use super::Report;
+use crate::duration::format_duration;
+use crate::model::{BackendConfig, Pool};
+use crate::raw::{RawHealthCheck, RawPool};
+
+pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
+    let algo_name = p.algorithm.as_deref().unwrap_or("round_robin");
+    let mut algorithm = match algo_name {
+        "round_robin" => Algorithm::RoundRobin,
+        "weighted_round_robin" => Algorithm::WeightedRoundRobin,
+        "least_connections" => Algorithm::LeastConnections,
+        "random_two_choices" => Algorithm::RandomTwoChoices,
+        "maglev" => Algorithm::Maglev {
+            table_size: DEFAULT_MAGLEV_TABLE_SIZE,
+        },
+        "ring_hash" => Algorithm::RingHash {
+            balance_factor: None,
+        },
+        other => {
+            r.error(
+                format!("{path}.algorithm"),
+                format!(
+                    "unknown value {other:?}; expected one of: {}",
+                    Algorithm::NAMES.join(", ")
+                ),
+            );
+            // Stand-in; `known` keeps the options checks below from piling
+            // more errors onto one typo.
+            Algorithm::RoundRobin
+        }
+    };
+    let known = Algorithm::NAMES.contains(&algo_name);
+    if let Some(size) = p.maglev_table_size {
+        match &mut algorithm {
+            Algorithm::Maglev { table_size } => {
+                if !is_prime(size) || size > 1_000_003 {
+                    r.error(
+                        format!("{path}.maglev_table_size"),
+                        format!("{size} must be a prime no larger than 1000003 (e.g. 65537)"),
+                    );
+                } else {
+                    *table_size = size;
+                }
+            }
+            _ if !known => {}
+            _ => r.error(
+                format!("{path}.maglev_table_size"),
+                format!("only applies to algorithm \"maglev\", not {algo_name:?}"),
+            ),
+        }
+    }
+    if let Some(factor) = p.balance_factor {
+        match &mut algorithm {
+            Algorithm::RingHash { balance_factor } => {
+                if factor.is_finite() && factor > 1.0 {
+                    *balance_factor = Some(factor);
+                } else {
+                    r.error(
+                        format!("{path}.balance_factor"),
+                        format!("{factor} must be greater than 1.0 (e.g. 1.25)"),
+                    );
+                }
+            }
+            _ if !known => {}
+            _ => r.error(
+                format!("{path}.balance_factor"),
+                format!("only applies to algorithm \"ring_hash\", not {algo_name:?}"),
+            ),
+        }
+    }
+    let hash_key = r.one_of(
+        &format!("{path}.hash_key"),
+        p.hash_key.as_deref(),
+        HashKey::ClientIp,
+        &[
+            ("client_ip", HashKey::ClientIp),
+            ("client_ip_port", HashKey::ClientIpPort),
+        ],
+    );
+    if let Some(key) = &p.hash_key
+        && known
+        && !algorithm.uses_key()
+    {
+        r.warn(
+            format!("{path}.hash_key"),
+            format!("hash_key {key:?} has no effect with algorithm {algo_name:?}; only maglev and ring_hash hash"),
+        );
+    }
+
+    if p.backends.is_empty() {
+        r.error(
+            format!("{path}.backends"),
+            "a pool needs at least one backend",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut names = HashSet::new();
+    let mut backends = Vec::with_capacity(p.backends.len());
+    for (j, b) in p.backends.iter().enumerate() {
+        let bpath = format!("{path}.backends[{j}]");
+        let weight = match b.weight {
+            None => 1,
+            Some(w @ 1..=256) => w,
+            Some(w) => {
+                r.error(format!("{bpath}.weight"), format!("{w} is out of range; expected 1 to 256 (drain a backend instead of weight 0)"));
+                1
+            }
+        };
+        let name = b.name.clone().unwrap_or_else(|| b.address.clone());
+        if name.trim().is_empty() {
+            r.error(format!("{bpath}.name"), "must not be empty");
+        }
+        if !seen.insert(b.address.as_str()) {
+            r.error(
+                format!("{bpath}.address"),
+                format!("duplicate backend {:?} in this pool", b.address),
+            );
+            continue;
+        }
+        // Default names (the address) count too: two backends must never
+        // share an identity, which hashing and metrics key on.
+        if !names.insert(name.clone()) {
+            r.error(
+                format!("{bpath}.name"),
+                format!("duplicate backend name {name:?} in this pool"),
+            );
+        }
+        match resolve(&b.address) {
+            Ok(addr) if addr.port() == 0 => r.error(
+                format!("{bpath}.address"),
+                format!(
+                    "address {:?} has port 0; a backend needs the port it listens on",
+                    b.address
+                ),
+            ),
+            Ok(addr) => backends.push(BackendConfig { name, addr, weight }),
+            Err(msg) => r.error(format!("{bpath}.address"), msg),
+        }
+    }
+    if let Algorithm::Maglev { table_size } = algorithm
+        && (table_size as usize) < 100 * p.backends.len()
+    {
+        r.warn(format!("{path}.maglev_table_size"), format!("table of {table_size} is smaller than 100 × {} backends; the spread will be uneven", p.backends.len()));
+    }
+    let health_check = p
+        .health_check
+        .as_ref()
+        .and_then(|c| health_check(r, &format!("{path}.health_check"), c));
+    Pool {
+        name: p.name.clone(),
+        algorithm,
+        hash_key,
+        backends,
+        health_check,
+        passive: p.passive.unwrap_or(true),
+        fail_timeout: r.duration(
+            &format!("{path}.fail_timeout"),
+            p.fail_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+    }
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!(
+            "invalid address {address:?}; expected host:port like \"db1:5432\""
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "invalid address {address:?}; expected host:port like \"db1:5432\""
+        ));
+    }
+    match address.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("host {host:?} resolved to no address")),
+        Err(e) => Err(format!("cannot resolve host {host:?}: {e}")),
+    }
+}
+
+fn health_check(r: &mut Report, path: &str, c: &RawHealthCheck) -> Option<CheckConfig> {
+    let errors_before = r.errors.len();
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Tcp,
+        SendExpect,
+        Udp,
+    }
+    let kind = r.one_of(
+        &format!("{path}.type"),
+        c.kind.as_deref(),
+        Kind::Tcp,
+        &[
+            ("tcp", Kind::Tcp),
+            ("send_expect", Kind::SendExpect),
+            ("udp", Kind::Udp),
+        ],
+    );
+    let interval = r.duration(
+        &format!("{path}.interval"),
+        c.interval.as_deref(),
+        Duration::from_secs(2),
+    );
+    let timeout = r.duration(
+        &format!("{path}.timeout"),
+        c.timeout.as_deref(),
+        Duration::from_secs(1),
+    );
+    if timeout > interval {
+        r.warn(
+            format!("{path}.timeout"),
+            format!(
+                "timeout {} is longer than interval {}; probes of one backend never overlap, so checks run less often",
+                format_duration(timeout),
+                format_duration(interval)
+            ),
+        );
+    }
+    let rise = r.range(&format!("{path}.rise"), c.rise, 2, 1, 100);
+    let fall = r.range(&format!("{path}.fall"), c.fall, 3, 1, 100);
+    let send = bytes(r, path, "send", c.send.as_deref(), c.send_hex.as_deref());
+    let expect = bytes(
+        r,
+        path,
+        "expect",
+        c.expect.as_deref(),
+        c.expect_hex.as_deref(),
+    );
+    let probe = match kind {
+        Kind::Tcp => {
+            if send.is_some() || expect.is_some() {
+                r.error(
+                    format!("{path}.type"),
+                    "send/expect are set but type is \"tcp\"; use type = \"send_expect\"",
+                );
+            }
+            Probe::Tcp
+        }
+        Kind::SendExpect | Kind::Udp => {
+            let name = if matches!(kind, Kind::Udp) {
+                "udp"
+            } else {
+                "send_expect"
+            };
+            // A bad expect_hex (or both given) is already reported.
+            let given = c.expect.is_some() || c.expect_hex.is_some();
+            let reported = given && expect.is_none();
+            let expect = expect.unwrap_or_default();
+            if expect.is_empty() && !reported {
+                r.error(
+                    format!("{path}.expect"),
+                    format!("{name} checks need a non-empty expect (or expect_hex)"),
+                );
+            }
+            let send_given = c.send.is_some() || c.send_hex.is_some();
+            let send = send.unwrap_or_default();
+            if matches!(kind, Kind::Udp) {
+                if !send_given {
+                    r.error(
+                        format!("{path}.send"),
+                        "udp checks need a non-empty send (or send_hex): a datagram to ask with",
+                    );
+                }
+                Probe::Udp { send, expect }
+            } else {
+                Probe::SendExpect { send, expect }
+            }
+        }
+    };
+    (r.errors.len() == errors_before).then_some(CheckConfig {
+        probe,
+        interval,
+        timeout,
+        rise,
+        fall,
+    })
+}
+
+fn bytes(
+    r: &mut Report,
+    path: &str,
+    field: &str,
+    text: Option<&str>,
+    hex: Option<&str>,
+) -> Option<Vec<u8>> {
+    match (text, hex) {
+        (Some(_), Some(_)) => {
+            r.error(
+                format!("{path}.{field}_hex"),
+                format!("set either {field} or {field}_hex, not both"),
+            );
+            None
+        }
+        (Some(t), None) => Some(t.as_bytes().to_vec()),
+        (None, Some(h)) => match decode_hex(h) {
+            Ok(b) => Some(b),
+            Err(msg) => {
+                r.error(format!("{path}.{field}_hex"), msg);
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// Decodes hex digits, ignoring spaces (`"50 49 4e 47"`).
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("hex {text:?} has an odd number of digits"));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = (pair[0] as char).to_digit(16);
+            let lo = (pair[1] as char).to_digit(16);
+            match (hi, lo) {
+                (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                _ => Err(format!("invalid hex {text:?}")),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,127 @@
+//! Forwarder tests over real loopback sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+
+/// A connected pair: (our end, the peer's end).
+async fn pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (ours, _) = l.accept().await.unwrap();
+    (ours, peer)
+}
+
+fn counters() -> ByteCounters {
+    ByteCounters {
+        upstream: Counter::noop(),
+        downstream: Counter::noop(),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_idle_spliced_connection_holds_no_pipe() {
+    let (client_side, mut client) = pair().await;
+    let (backend_side, mut backend) = pair().await;
+    let opts = ForwardOptions {
+        idle_timeout: Duration::from_secs(30),
+        splice: true,
+    };
+    let task = tokio::spawn(async move {
+        let c = counters();
+        forward(&client_side, &backend_side, opts, &c).await
+    });
+    let before = splice::pooled_pipes();
+    client.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    backend.read_exact(&mut buf).await.unwrap();
+    backend.write_all(b"world!").await.unwrap();
+    let mut buf2 = [0u8; 6];
+    client.read_exact(&mut buf2).await.unwrap();
+    // Both bursts are over; the connection is idle and must have given its pipes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while splice::pooled_pipes() < before.max(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pipe not returned while idle"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    backend.read_to_end(&mut rest).await.unwrap();
+    backend.shutdown().await.unwrap();
+    let outcome = task.await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome {
+            upstream: 5,
+            downstream: 6,
+            end: End::Closed
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_ends_a_silent_connection() {
+    for use_splice in [true, false] {
+        let (client_side, _client) = pair().await;
+        let (backend_side, _backend) = pair().await;
+        let opts = ForwardOptions {
+            idle_timeout: Duration::from_secs(3600),
+            splice: use_splice,
+        };
+        let started = tokio::time::Instant::now();
+        let outcome = forward(&client_side, &backend_side, opts, &counters()).await;
+        assert_eq!(outcome.end, End::IdleTimeout);
+        assert!(started.elapsed() >= Duration::from_secs(3600));
+    }
+}
+
+#[tokio::test]
+async fn bulk_both_ways_with_half_close() {
+    for use_splice in [true, false] {
+        let (client_side, client) = pair().await;
+        let (backend_side, backend) = pair().await;
+        let opts = ForwardOptions {
+            idle_timeout: Duration::from_secs(30),
+            splice: use_splice,
+        };
+        let task = tokio::spawn(async move {
+            let c = counters();
+            forward(&client_side, &backend_side, opts, &c).await
+        });
+        let up: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
+        let down: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut br, mut bw) = backend.into_split();
+        let (up2, down2) = (up.clone(), down.clone());
+        let w1 = tokio::spawn(async move {
+            cw.write_all(&up2).await.unwrap();
+            cw.shutdown().await.unwrap();
+        });
+        let w2 = tokio::spawn(async move {
+            bw.write_all(&down2).await.unwrap();
+            bw.shutdown().await.unwrap();
+        });
+        let mut got_up = Vec::new();
+        let mut got_down = Vec::new();
+        let (a, b) = tokio::join!(br.read_to_end(&mut got_up), cr.read_to_end(&mut got_down));
+        a.unwrap();
+        b.unwrap();
+        w1.await.unwrap();
+        w2.await.unwrap();
+        assert!(got_up == up, "splice={use_splice}: upstream intact");
+        assert!(got_down == down, "splice={use_splice}: downstream intact");
+        let outcome = task.await.unwrap();
+        assert_eq!(outcome.upstream, up.len() as u64);
+        assert_eq!(outcome.downstream, down.len() as u64);
+        assert_eq!(outcome.end, End::Closed);
+    }
+}
