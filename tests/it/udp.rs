@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::support::fake_udp::{FakeUdp, ask, client, id_of, recv};
-use crate::support::{Weir, eventually};
+use crate::support::{Weir, eventually, udp_sockets_to};
 
 async fn backends(n: usize) -> Vec<FakeUdp> {
     let mut v = Vec::new();
@@ -309,5 +309,51 @@ async fn udp_health_checks_take_a_silent_backend_out() {
             "every query answered by the survivor"
         );
     }
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_clients_cannot_grow_sockets_past_the_bound() {
+    let b = backends(1).await;
+    let weir = Weir::start(
+        &Weir::udp("round_robin", "max_flows = 4\nsockets = 1", ""),
+        &addrs(&b),
+    )
+    .await;
+    // 200 distinct clients, each leaving a slow question behind: every new
+    // one evicts the least recently used flow.
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let c = client().await;
+        c.send_to(format!("sleep:2000:{i}").as_bytes(), weir.addr)
+            .await
+            .unwrap();
+        clients.push(c);
+    }
+    eventually(
+        Duration::from_secs(10),
+        "every datagram handled",
+        || async {
+            weir.listener_metric(
+                "weir_listener_datagrams_total",
+                &[("direction", "upstream")],
+            )
+            .await
+                == 200.0
+        },
+    )
+    .await;
+    assert_eq!(
+        weir.listener_metric("weir_udp_flows_active", &[]).await,
+        4.0
+    );
+    assert_eq!(
+        weir.listener_metric("weir_udp_flows_evicted_total", &[])
+            .await,
+        196.0
+    );
+    // Open flows (4) plus at most 16 lingering sockets: never one per client.
+    let open = udp_sockets_to(b[0].addr.port());
+    assert!(open <= 4 + 16, "{open} upstream sockets open for 4 flows");
     weir.stop().await;
 }

@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -168,8 +168,10 @@ struct FlowState {
 }
 
 impl FlowState {
+    /// A flow stays on its backend while the backend is healthy (draining
+    /// only stops *new* flows) and has not refused.
     fn usable(&self) -> bool {
-        self.backend.state.is_ready() && !self.control.refused.load(Ordering::Relaxed)
+        self.backend.state.is_healthy() && !self.control.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -181,6 +183,9 @@ struct SocketShared {
     metrics: Arc<Metrics>,
     max_datagram: usize,
     next_id: AtomicU64,
+    /// Closed flows whose sockets still count late replies, and the cap.
+    lingering: AtomicUsize,
+    max_lingering: usize,
     shutdown: Shutdown,
 }
 
@@ -270,6 +275,8 @@ impl UdpService {
                 metrics: Arc::clone(&metrics),
                 max_datagram: self.settings.max_datagram_size,
                 next_id: AtomicU64::new(0),
+                lingering: AtomicUsize::new(0),
+                max_lingering: (per_socket / 8).max(16),
                 shutdown: shutdown.clone(),
             });
             loops.spawn(socket_loop(shared));
@@ -454,6 +461,26 @@ fn open_flow(
     Some((upstream, index))
 }
 
+/// One of the capped places for a closed flow's socket to linger.
+struct LingerSlot<'a>(&'a AtomicUsize);
+
+impl<'a> LingerSlot<'a> {
+    fn take(shared: &'a SocketShared) -> Option<Self> {
+        if shared.lingering.fetch_add(1, Ordering::Relaxed) < shared.max_lingering {
+            Some(Self(&shared.lingering))
+        } else {
+            shared.lingering.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for LingerSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 thread_local! {
     // One receive buffer per worker thread for every flow's replies.
     static REPLY_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUFFER]);
@@ -477,6 +504,8 @@ async fn reply_task(
     index: usize,
 ) {
     let mut linger_until: Option<Instant> = None;
+    // Held while lingering; frees the slot on every way out of the task.
+    let mut _slot: Option<LingerSlot<'_>> = None;
     loop {
         let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
@@ -498,6 +527,13 @@ async fn reply_task(
                 }
             }
             () = control.notify.notified(), if linger_until.is_none() => {
+                // Lingering sockets sit outside `max_flows`; a capped number
+                // may linger, so a flood of evictions cannot grow descriptors
+                // past the bound. The rest close at once.
+                match LingerSlot::take(&shared) {
+                    Some(slot) => _slot = Some(slot),
+                    None => return,
+                }
                 linger_until = Some(Instant::now() + LINGER);
             }
             () = tokio::time::sleep_until(linger_until.unwrap_or(far)), if linger_until.is_some() => return,

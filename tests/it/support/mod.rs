@@ -313,3 +313,25 @@ pub fn sockets_on_port(port: u16) -> usize {
     }
     count
 }
+
+/// UDP sockets (of any process) connected to remote port `port`, from
+/// /proc/net/udp{,6}: exact per test, since each backend has its own port.
+pub fn udp_sockets_to(port: u16) -> usize {
+    let mut count = 0;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let remote = cols
+                .get(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote == Some(port) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
