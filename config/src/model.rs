@@ -157,13 +157,18 @@ impl Config {
                     if l.splice { "splice" } else { "copy" },
                 ),
                 Some(u) => format!(
-                    "max {} flows, idle {}, {}",
-                    u.max_flows
-                        .map_or_else(|| "auto".to_owned(), |n| n.to_string()),
+                    "{}, idle {}, {}",
+                    u.max_flows.map_or_else(
+                        || "max flows from the fd limit".to_owned(),
+                        |n| format!("max {n} flows")
+                    ),
                     format_duration(l.idle_timeout),
                     u.responses.map_or_else(
                         || "no reply limit".to_owned(),
-                        |n| format!("{n} replies per flow")
+                        |n| format!(
+                            "{n} {} per request",
+                            if n == 1 { "reply" } else { "replies" }
+                        )
                     ),
                 ),
             };
@@ -210,7 +215,11 @@ impl Config {
                 p.backends.len()
             );
             for b in &p.backends {
-                let _ = writeln!(out, "          - {} {} weight {}", b.name, b.addr, b.weight);
+                if b.name == b.addr.to_string() {
+                    let _ = writeln!(out, "          - {} weight {}", b.addr, b.weight);
+                } else {
+                    let _ = writeln!(out, "          - {} {} weight {}", b.name, b.addr, b.weight);
+                }
             }
         }
         out
