@@ -357,3 +357,28 @@ async fn a_flood_of_new_clients_cannot_grow_sockets_past_the_bound() {
     assert!(open <= 4 + 16, "{open} upstream sockets open for 4 flows");
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_config_send_a_client_to_the_same_backend() {
+    let b = backends(4).await;
+    let text = Weir::udp("maglev", "", "hash_key = \"client_ip_port\"");
+    let (one, two) = (
+        Weir::start(&text, &addrs(&b)).await,
+        Weir::start(&text, &addrs(&b)).await,
+    );
+    let mut used = HashSet::new();
+    for i in 0..24 {
+        // One client socket (one key) asks both instances.
+        let c = client().await;
+        let a = id_of(&ask(&c, one.addr, format!("q{i}").as_bytes()).await);
+        let z = id_of(&ask(&c, two.addr, format!("q{i}").as_bytes()).await);
+        assert_eq!(
+            a, z,
+            "the ECMP property: same key, same backend on every instance"
+        );
+        used.insert(a);
+    }
+    assert!(used.len() >= 3, "keys spread over the pool: {used:?}");
+    one.stop().await;
+    two.stop().await;
+}
