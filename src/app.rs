@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_common::pool::{PoolRuntime, PoolSpec};
 use weir_common::shutdown::{Drain, Shutdown};
 use weir_config::Config;
 use weir_config::Protocol;
+use weir_l4::TcpService;
 use weir_l4::udp::{UdpService, UdpSettings, default_max_flows};
-use weir_l4::{PoolRuntime, TcpService};
 
 use crate::{admin, telemetry};
 
@@ -19,6 +20,16 @@ pub enum StartError {
     /// A listener could not bind.
     #[error(transparent)]
     Bind(#[from] weir_l4::BindError),
+    /// An HTTP listener could not start.
+    #[cfg(feature = "l7")]
+    #[error(transparent)]
+    Http(#[from] weir_l7::HttpStartError),
+    /// The configuration has HTTP listeners but this build has no L7 engine.
+    #[error("listener {0:?} is an http listener, but this weir was built without the l7 feature")]
+    NoL7(String),
+    /// A TCP or UDP listener without a pool (validation prevents this).
+    #[error("listener {0:?} has no pool")]
+    NoPool(String),
     /// The admin listener could not bind.
     #[error("admin listener: cannot bind {addr}: {source}")]
     Admin {
@@ -34,6 +45,8 @@ pub enum StartError {
 enum Service {
     Tcp(TcpService),
     Udp(UdpService),
+    #[cfg(feature = "l7")]
+    Http(weir_l7::HttpService),
 }
 
 impl Service {
@@ -41,6 +54,8 @@ impl Service {
         match self {
             Self::Tcp(s) => s.name(),
             Self::Udp(s) => s.name(),
+            #[cfg(feature = "l7")]
+            Self::Http(s) => s.name(),
         }
     }
 
@@ -48,6 +63,8 @@ impl Service {
         match self {
             Self::Tcp(s) => s.local_addrs(),
             Self::Udp(s) => s.local_addrs(),
+            #[cfg(feature = "l7")]
+            Self::Http(s) => s.local_addrs(),
         }
     }
 }
@@ -59,6 +76,24 @@ pub struct App {
     pools: Vec<Arc<PoolRuntime>>,
     services: Vec<Service>,
     admin: Option<std::net::TcpListener>,
+}
+
+/// The runtime description of a validated pool.
+fn pool_spec(p: &weir_config::Pool) -> PoolSpec {
+    PoolSpec {
+        name: p.name.clone(),
+        algorithm: p.algorithm.clone(),
+        hash_key: p.hash_key,
+        backends: p
+            .backends
+            .iter()
+            .map(|b| (b.name.clone(), b.addr, b.weight))
+            .collect(),
+        health_check: p.health_check.clone(),
+        passive: p.passive,
+        fail_timeout: p.fail_timeout,
+        thresholds: p.thresholds(),
+    }
 }
 
 /// Builds a UDP listener's runtime settings; `udp_listeners` share the
@@ -91,7 +126,7 @@ impl App {
         let pools: Vec<Arc<PoolRuntime>> = config
             .pools
             .iter()
-            .map(|p| Arc::new(PoolRuntime::new(p)))
+            .map(|p| Arc::new(PoolRuntime::new(pool_spec(p))))
             .collect();
         let admin = match config.admin {
             Some(addr) => Some(
@@ -109,12 +144,24 @@ impl App {
             .listeners
             .iter()
             .map(|l| {
-                let pool = Arc::clone(&pools[l.pool]);
+                let pool = || {
+                    l.pool
+                        .and_then(|i| pools.get(i))
+                        .map(Arc::clone)
+                        .ok_or_else(|| StartError::NoPool(l.name.clone()))
+                };
                 Ok(match l.protocol {
-                    Protocol::Tcp => Service::Tcp(TcpService::bind(l, pool)?),
+                    Protocol::Tcp => Service::Tcp(TcpService::bind(l, pool()?)?),
                     Protocol::Udp => {
-                        Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool)?)
+                        Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
                     }
+                    #[cfg(feature = "l7")]
+                    Protocol::Http => {
+                        let keys = config.pools.iter().map(|p| p.request_key.clone()).collect();
+                        Service::Http(weir_l7::HttpService::bind(l, pools.clone(), keys)?)
+                    }
+                    #[cfg(not(feature = "l7"))]
+                    Protocol::Http => return Err(StartError::NoL7(l.name.clone())),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -171,6 +218,10 @@ impl App {
                     servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone()))
                 }
                 Service::Udp(s) => servers.spawn(s.serve(shutdown.clone())),
+                #[cfg(feature = "l7")]
+                Service::Http(s) => {
+                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone()))
+                }
             };
         }
         tracing::info!(

@@ -14,5 +14,6 @@ pub mod hash;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod pool;
 pub mod select;
 pub mod shutdown;

@@ -61,6 +61,26 @@ pub const BACKEND_FLOWS: &str = "weir_backend_flows_total";
 /// UDP datagrams exchanged with a backend, by `pool`, `backend` and `direction`.
 pub const BACKEND_DATAGRAMS: &str = "weir_backend_datagrams_total";
 
+/// HTTP requests answered, by `listener`, `route`, `method` and `class`
+/// (`1xx` … `5xx`).
+pub const HTTP_REQUESTS: &str = "weir_http_requests_total";
+/// HTTP request duration until the response body ends, by `listener` and `route`.
+pub const HTTP_DURATION: &str = "weir_http_request_duration_seconds";
+/// HTTP requests in progress, by `listener`.
+pub const HTTP_ACTIVE: &str = "weir_http_requests_active";
+/// Requests the gateway answered itself, by `listener` and `reason`
+/// (`bad_request`, `no_route`, `body_too_large`, `no_backend`, `bad_gateway`, `timeout`).
+pub const HTTP_ERRORS: &str = "weir_http_gateway_errors_total";
+/// Requests retried on another backend, by `listener` and `route`.
+pub const HTTP_RETRIES: &str = "weir_http_retries_total";
+/// Retries refused by the retry budget, by `listener`.
+pub const HTTP_RETRY_BUDGET_EXHAUSTED: &str = "weir_http_retry_budget_exhausted_total";
+
+/// HTTP request duration buckets, seconds.
+pub const HTTP_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Connection duration histogram buckets, seconds: from a quick query to a
 /// day-long pooled database session.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -110,6 +130,25 @@ pub fn describe() {
     describe_counter!(
         BACKEND_DATAGRAMS,
         "UDP datagrams exchanged with the backend, by direction."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route, method and status class."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration until the response body ends."
+    );
+    describe_gauge!(HTTP_ACTIVE, "HTTP requests in progress.");
+    describe_counter!(
+        HTTP_ERRORS,
+        "HTTP requests the gateway answered itself, by reason."
+    );
+    describe_counter!(HTTP_RETRIES, "HTTP requests retried on another backend.");
+    describe_counter!(
+        HTTP_RETRY_BUDGET_EXHAUSTED,
+        "HTTP retries refused by the retry budget."
     );
     describe_histogram!(
         CONNECTION_DURATION,

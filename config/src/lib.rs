@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod http;
 pub mod model;
 pub mod raw;
 pub mod validate;

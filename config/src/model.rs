@@ -9,6 +9,7 @@ use weir_common::health::probe::Probe;
 use weir_common::select::{Algorithm, HashKey};
 
 use crate::duration::format_duration;
+use crate::http::{HttpOptions, RequestKey};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,8 @@ pub enum Protocol {
     Tcp,
     /// UDP datagrams, grouped into flows (L4).
     Udp,
+    /// HTTP/1.1 and cleartext HTTP/2 (L7 gateway).
+    Http,
 }
 
 impl Protocol {
@@ -47,6 +50,7 @@ impl Protocol {
         match self {
             Self::Tcp => "tcp",
             Self::Udp => "udp",
+            Self::Http => "http",
         }
     }
 }
@@ -60,8 +64,9 @@ pub struct Listener {
     pub bind: Vec<SocketAddr>,
     /// Protocol.
     pub protocol: Protocol,
-    /// Index into [`Config::pools`].
-    pub pool: usize,
+    /// Index into [`Config::pools`]: the listener's pool (TCP, UDP) or the
+    /// pool of requests no route matches (HTTP; `None` = 404).
+    pub pool: Option<usize>,
     /// Connection limit.
     pub max_connections: usize,
     /// Listen backlog.
@@ -78,6 +83,8 @@ pub struct Listener {
     pub keepalive: Option<Duration>,
     /// UDP settings (`Some` exactly when `protocol` is UDP).
     pub udp: Option<UdpOptions>,
+    /// HTTP settings and routes (`Some` exactly when `protocol` is HTTP).
+    pub http: Option<HttpOptions>,
 }
 
 /// Settings only UDP listeners have.
@@ -102,6 +109,9 @@ pub struct Pool {
     pub algorithm: Algorithm,
     /// Hash key for consistent-hash algorithms.
     pub hash_key: HashKey,
+    /// For HTTP pools: hash a request header, cookie or the path instead of
+    /// the client address (falling back to `hash_key` when absent).
+    pub request_key: Option<RequestKey>,
     /// Backends, in file order (at least one).
     pub backends: Vec<BackendConfig>,
     /// Active health checks.
@@ -148,15 +158,8 @@ impl Config {
         }
         for l in &self.listeners {
             let binds: Vec<String> = l.bind.iter().map(ToString::to_string).collect();
-            let details = match &l.udp {
-                None => format!(
-                    "max {} conns, connect {}, idle {}, {}",
-                    l.max_connections,
-                    format_duration(l.connect_timeout),
-                    format_duration(l.idle_timeout),
-                    if l.splice { "splice" } else { "copy" },
-                ),
-                Some(u) => format!(
+            let details = match (&l.udp, &l.http) {
+                (Some(u), _) => format!(
                     "{}, idle {}, {}",
                     u.max_flows.map_or_else(
                         || "max flows from the fd limit".to_owned(),
@@ -171,15 +174,36 @@ impl Config {
                         )
                     ),
                 ),
+                (_, Some(h)) => format!(
+                    "{} routes, header timeout {}, body up to {} bytes",
+                    h.routes.len(),
+                    format_duration(h.header_read_timeout),
+                    h.max_body_bytes
+                ),
+                _ => format!(
+                    "max {} conns, connect {}, idle {}, {}",
+                    l.max_connections,
+                    format_duration(l.connect_timeout),
+                    format_duration(l.idle_timeout),
+                    if l.splice { "splice" } else { "copy" },
+                ),
+            };
+            let target = match l.pool {
+                Some(p) => format!("pool {}", self.pools[p].name),
+                None => "routes".to_owned(),
             };
             let _ = writeln!(
                 out,
-                "listener  {} {} {} -> pool {} ({details})",
+                "listener  {} {} {} -> {target} ({details})",
                 l.name,
                 l.protocol.name(),
                 binds.join(", "),
-                self.pools[l.pool].name,
             );
+            if let Some(h) = &l.http {
+                for r in &h.routes {
+                    let _ = writeln!(out, "          {}", r.summary(&self.pools));
+                }
+            }
         }
         for p in &self.pools {
             let algo = match &p.algorithm {

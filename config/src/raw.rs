@@ -119,12 +119,15 @@ pub struct RawListener {
     /// `admin.address`); a TCP and a UDP listener may share one (DNS on
     /// port 53). Port 0 lets the kernel pick a free port.
     pub bind: OneOrMany,
-    /// Protocol: `"tcp"` (streams) or `"udp"` (datagrams, in flows).
-    /// Default `"tcp"`. Keys marked *TCP only* or *UDP only* are errors on a
-    /// listener of the other protocol.
+    /// Protocol: `"tcp"` (streams), `"udp"` (datagrams, in flows) or
+    /// `"http"` (the L7 gateway: HTTP/1.1 and cleartext HTTP/2 on one port).
+    /// Default `"tcp"`. Keys marked *TCP only*, *UDP only* or *HTTP only* are
+    /// errors on a listener of another protocol.
     pub protocol: Option<String>,
-    /// *Required.* Name of the pool this listener sends connections to.
-    pub pool: String,
+    /// Name of the pool this listener sends connections to. *Required* for
+    /// TCP and UDP listeners; on an HTTP listener it is optional and catches
+    /// the requests no route matches (without it they get 404).
+    pub pool: Option<String>,
     /// *TCP only.* Most client connections open at once; past it new
     /// connections are closed at accept and counted. 1 to 10000000.
     /// Default `10000`.
@@ -166,6 +169,99 @@ pub struct RawListener {
     /// *UDP only.* Sockets per address, sharing it with SO_REUSEPORT so
     /// every core receives, 1 to 64. Default: one per CPU core.
     pub sockets: Option<u32>,
+    /// *HTTP only.* A client must send a request's whole header block within
+    /// this long of starting it (slowloris), or the connection is closed.
+    /// Duration. Default `"10s"`.
+    pub header_read_timeout: Option<String>,
+    /// *HTTP only.* Largest request header block, 8192 to 1048576 bytes;
+    /// larger gets 431. Default `65536`.
+    pub max_header_bytes: Option<u32>,
+    /// *HTTP only.* Most request header fields, 1 to 1000; more gets 431.
+    /// Default `100`.
+    pub max_headers: Option<u32>,
+    /// *HTTP only.* Largest request body, 0 to 1099511627776 bytes; larger
+    /// gets 413. Default `10485760` (10 MiB).
+    pub max_body_bytes: Option<u64>,
+    /// *HTTP only.* How long an idle keep-alive connection stays open between
+    /// requests. Duration. Default `"60s"`.
+    pub keepalive_timeout: Option<String>,
+    /// *HTTP only.* Most concurrent HTTP/2 streams per connection, 1 to
+    /// 10000. Default `100`.
+    pub max_concurrent_streams: Option<u32>,
+    /// *HTTP only.* Where the access log goes, one JSON object per request:
+    /// `"stdout"`, `"off"`, or a file path (appended). Default `"stdout"`.
+    pub access_log: Option<String>,
+    /// *HTTP only.* `[[listeners.routes]]`: how requests are matched to
+    /// pools. At least one for an HTTP listener; a request no route matches
+    /// gets 404.
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+/// `[[listeners.routes]]`
+///
+/// A request matches a route when every condition the route sets holds. The
+/// most specific match wins: an exact `path` before the longest
+/// `path_prefix`, then a route with a `host` before one without, then file
+/// order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[listeners.routes]] table")]
+pub struct RawRoute {
+    /// Name in logs and the `route` metric label, unique in the listener.
+    /// Default: `routes[N]`.
+    pub name: Option<String>,
+    /// Host to match (the `Host` header or HTTP/2 `:authority`, without the
+    /// port): exact (`"api.example.com"`) or one leading wildcard label
+    /// (`"*.example.com"`, which does not match `example.com` itself).
+    /// Default: any host.
+    pub host: Option<String>,
+    /// Exact path to match (`"/healthz"`). Set `path` or `path_prefix`,
+    /// not both. Default: any path.
+    pub path: Option<String>,
+    /// Path prefix to match, on segment boundaries: `"/api"` matches `/api`
+    /// and `/api/users`, not `/apiary`. `"/"` matches everything.
+    pub path_prefix: Option<String>,
+    /// Methods to match (`["GET", "HEAD"]`). Default: any method.
+    pub methods: Option<Vec<String>>,
+    /// Request headers that must be present with exactly these values
+    /// (`{ "x-tenant" = "blue" }`; names are case-insensitive). Default: none.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Pool the matched requests go to. *Required* unless `redirect` is set.
+    pub pool: Option<String>,
+    /// With `path_prefix`: remove the matched prefix before forwarding
+    /// (`/api/users` → `/users`). Default `false`.
+    pub strip_prefix: Option<bool>,
+    /// With `path_prefix`: replace the matched prefix with this before
+    /// forwarding (`"/v2"`: `/api/users` → `/v2/users`). Default: unchanged.
+    pub rewrite_prefix: Option<String>,
+    /// Answer with a redirect to this location instead of forwarding
+    /// (`"https://example.com/new"`). Default: forward.
+    pub redirect: Option<String>,
+    /// Status of `redirect`: 301, 302, 307 or 308. Default `302`.
+    pub redirect_code: Option<u16>,
+    /// Request headers to set (replacing any) before forwarding. Default: none.
+    pub request_headers_set: Option<std::collections::BTreeMap<String, String>>,
+    /// Request headers to add (keeping any) before forwarding. Default: none.
+    pub request_headers_add: Option<std::collections::BTreeMap<String, String>>,
+    /// Request headers to remove before forwarding. Default: none.
+    pub request_headers_remove: Option<Vec<String>>,
+    /// Response headers to set (replacing any) before answering. Default: none.
+    pub response_headers_set: Option<std::collections::BTreeMap<String, String>>,
+    /// Response headers to add (keeping any) before answering. Default: none.
+    pub response_headers_add: Option<std::collections::BTreeMap<String, String>>,
+    /// Response headers to remove before answering. Default: none.
+    pub response_headers_remove: Option<Vec<String>>,
+    /// Bound on connecting to a backend. Duration. Default `"5s"`.
+    pub connect_timeout: Option<String>,
+    /// Bound on waiting for the backend's response headers once the request
+    /// is sent; past it the client gets 504. Duration. Default `"30s"`.
+    pub response_timeout: Option<String>,
+    /// Bound on the whole exchange, request and response body included.
+    /// Duration. Default `"5m"`.
+    pub request_timeout: Option<String>,
+    /// Retries on another backend, 0 to 5: always after a failed connect;
+    /// after a 502, 503 or a reset only for idempotent methods. Retries are
+    /// also capped by a budget of 20% of requests. Default `1`.
+    pub retries: Option<u32>,
 }
 
 /// `[[pools]]`
@@ -179,7 +275,10 @@ pub struct RawPool {
     /// `"ring_hash"`. Default `"round_robin"`.
     pub algorithm: Option<String>,
     /// What consistent-hash algorithms (`maglev`, `ring_hash`) hash:
-    /// `"client_ip"` (a client sticks to one backend) or `"client_ip_port"`.
+    /// `"client_ip"` (a client sticks to one backend) or `"client_ip_port"`;
+    /// for pools used only by HTTP listeners also `"header:NAME"`,
+    /// `"cookie:NAME"` or `"path"` (a request without the header or cookie
+    /// falls back to the client IP).
     /// Ignored (with a warning) by the other algorithms. Default `"client_ip"`.
     pub hash_key: Option<String>,
     /// `maglev` only: lookup table size, a prime no larger than 1000003.

@@ -141,6 +141,7 @@ fn raw_rs_is_read_correctly() {
             "RawHealthCheck",
             "RawListener",
             "RawPool",
+            "RawRoute",
             "RawRuntime"
         ]
     );

@@ -125,7 +125,16 @@ fn check(text: &str) -> Result<(), TestCaseError> {
             let c = &v.config;
             prop_assert!(!c.listeners.is_empty());
             for l in &c.listeners {
-                prop_assert!(l.pool < c.pools.len());
+                // TCP and UDP listeners always have a pool; HTTP ones may not.
+                prop_assert!(l.pool.is_some() || l.protocol == weir_config::Protocol::Http);
+                prop_assert!(l.pool.is_none_or(|p| p < c.pools.len()));
+                if let Some(h) = &l.http {
+                    for r in &h.routes {
+                        if let weir_config::http::RouteAction::Forward { pool, .. } = r.action {
+                            prop_assert!(pool < c.pools.len());
+                        }
+                    }
+                }
                 prop_assert!(!l.bind.is_empty());
                 prop_assert!((1..=8).contains(&l.connect_attempts));
                 prop_assert!(!l.connect_timeout.is_zero() && !l.idle_timeout.is_zero());

@@ -75,7 +75,7 @@ fn errors_table() {
         (
             "unknown protocol",
             doc("protocol = \"sctp\"", ONE),
-            vec!["listeners[0].protocol: unknown value \"sctp\"; expected one of: tcp, udp"],
+            vec!["listeners[0].protocol: unknown value \"sctp\"; expected one of: tcp, udp, http"],
         ),
         (
             "tcp-only keys on a udp listener",
@@ -84,7 +84,7 @@ fn errors_table() {
                 ONE,
             ),
             vec![
-                "listeners[0].max_connections: only applies to tcp listeners; this listener's protocol is \"udp\"",
+                "listeners[0].max_connections: only applies to tcp and http listeners; this listener's protocol is \"udp\"",
                 "listeners[0].splice: only applies to tcp listeners; this listener's protocol is \"udp\"",
             ],
         ),
@@ -305,7 +305,7 @@ fn errors_table() {
                 &format!("algorithm = \"maglev\"\nhash_key = \"source\"\n{ONE}"),
             ),
             vec![
-                "pools[0].hash_key: unknown value \"source\"; expected one of: client_ip, client_ip_port",
+                "pools[0].hash_key: unknown value \"source\"; expected one of: client_ip, client_ip_port, header:NAME, cookie:NAME, path",
             ],
         ),
         (
@@ -623,8 +623,8 @@ backends = []
             "pools[0].health_check.expect: send_expect checks need a non-empty expect (or expect_hex)",
             "pools[1].balance_factor: only applies to algorithm \"ring_hash\", not \"round_robin\"",
             "pools[1].backends: a pool needs at least one backend",
-            "listeners[0].pool: no pool named \"db\"",
             "listeners[0].bind[0]: address 127.0.0.1:7000 is already used by admin.address",
+            "listeners[0].pool: no pool named \"db\"",
             "listeners[0].connect_attempts: 0 is out of range; expected 1 to 8",
             "listeners[1].name: duplicate listener name \"pg\"",
             "listeners[1].bind[0]: invalid address \"0.0.0.0\"; expected IP:port like \"0.0.0.0:5432\" or \"[::]:5432\"",

@@ -10,7 +10,7 @@ use weir_common::backend::{Backend, InFlight};
 use weir_common::health::{self, Source};
 use weir_common::listener::AcceptErrorKind;
 
-use crate::pool::PoolRuntime;
+use weir_common::pool::PoolRuntime;
 
 /// Why no backend could be reached (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -12,9 +12,8 @@
 
 pub mod connect;
 pub mod forward;
-pub mod pool;
 pub mod tcp;
 pub mod udp;
 
-pub use pool::PoolRuntime;
 pub use tcp::{BindError, TcpService};
+pub use weir_common::pool::PoolRuntime;

@@ -17,7 +17,7 @@ use weir_config::Listener;
 
 use crate::connect::{self, Unavailable};
 use crate::forward::{self, ByteCounters, End, ForwardOptions};
-use crate::pool::PoolRuntime;
+use weir_common::pool::PoolRuntime;
 
 /// A bind failure, naming the address.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::Report;
+use super::{Pools, Report};
 use crate::duration::parse_duration;
 use crate::model::{Listener, Protocol, UdpOptions};
 use crate::raw::RawListener;
@@ -13,15 +13,25 @@ pub(super) fn listener(
     r: &mut Report,
     path: &str,
     l: &RawListener,
-    pool: usize,
+    pools: &Pools<'_>,
     bound: &mut HashMap<(Protocol, SocketAddr), String>,
 ) -> Listener {
     let protocol = r.one_of(
         &format!("{path}.protocol"),
         l.protocol.as_deref(),
         Protocol::Tcp,
-        &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
+        &[
+            ("tcp", Protocol::Tcp),
+            ("udp", Protocol::Udp),
+            ("http", Protocol::Http),
+        ],
     );
+    // HTTP rides on TCP: the two share the port space.
+    let transport = if protocol == Protocol::Udp {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let mut bind = Vec::new();
     if l.bind.as_slice().is_empty() {
         r.error(format!("{path}.bind"), "at least one address is required");
@@ -33,11 +43,11 @@ pub(super) fn listener(
                 // Port 0 asks the kernel for a fresh port each time: never a clash.
                 if addr.port() == 0 {
                     bind.push(addr);
-                } else if let Some(first) = bound.get(&(protocol, addr)) {
+                } else if let Some(first) = bound.get(&(transport, addr)) {
                     r.error(&field, format!("address {addr} is already used by {first}"));
                 } else {
-                    warn_overlaps(r, path, &field, protocol, addr, bound);
-                    bound.insert((protocol, addr), field);
+                    warn_overlaps(r, path, &field, transport, addr, bound);
+                    bound.insert((transport, addr), field);
                     bind.push(addr);
                 }
             }
@@ -48,10 +58,33 @@ pub(super) fn listener(
         }
     }
     wrong_protocol(r, path, l, protocol);
+    let pool = match (&l.pool, protocol) {
+        (Some(name), _) => pools.resolve(r, &format!("{path}.pool"), name),
+        (None, Protocol::Http) => None,
+        (None, _) => {
+            r.error(
+                format!("{path}.pool"),
+                format!("{} listeners need a pool", protocol.name()),
+            );
+            None
+        }
+    };
+    if let Some(p) = pool.and_then(|i| pools.pools.get(i))
+        && protocol != Protocol::Http
+        && p.request_key.is_some()
+    {
+        r.error(
+            format!("{path}.pool"),
+            format!(
+                "pool {:?} hashes on an HTTP request key; only http listeners can use it",
+                p.name
+            ),
+        );
+    }
     let keepalive = keepalive(r, &format!("{path}.keepalive"), l.keepalive.as_deref());
     let default_idle = match protocol {
-        Protocol::Tcp => Duration::from_secs(3600),
         Protocol::Udp => Duration::from_secs(30),
+        _ => Duration::from_secs(3600),
     };
     let udp = (protocol == Protocol::Udp).then(|| UdpOptions {
         responses: l
@@ -71,6 +104,7 @@ pub(super) fn listener(
             .sockets
             .map(|n| r.range(&format!("{path}.sockets"), Some(n), 1, 1, 64) as usize),
     });
+    let http = (protocol == Protocol::Http).then(|| super::route::http_options(r, path, l, pools));
     Listener {
         name: l.name.clone(),
         bind,
@@ -104,36 +138,51 @@ pub(super) fn listener(
         splice: l.splice.unwrap_or(true),
         keepalive,
         udp,
+        http,
     }
 }
 
-/// Keys that only mean something for the other protocol are errors, not
+/// Keys that only mean something for other protocols are errors, not
 /// silently ignored settings.
 fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protocol) {
-    let tcp_only = [
-        ("max_connections", l.max_connections.is_some()),
-        ("backlog", l.backlog.is_some()),
-        ("connect_timeout", l.connect_timeout.is_some()),
-        ("connect_attempts", l.connect_attempts.is_some()),
-        ("splice", l.splice.is_some()),
-        ("keepalive", l.keepalive.is_some()),
+    use Protocol::{Http, Tcp, Udp};
+    let keys: [(&str, bool, &[Protocol]); 19] = [
+        ("max_connections", l.max_connections.is_some(), &[Tcp, Http]),
+        ("backlog", l.backlog.is_some(), &[Tcp, Http]),
+        ("keepalive", l.keepalive.is_some(), &[Tcp, Http]),
+        ("connect_timeout", l.connect_timeout.is_some(), &[Tcp]),
+        ("connect_attempts", l.connect_attempts.is_some(), &[Tcp]),
+        ("splice", l.splice.is_some(), &[Tcp]),
+        ("idle_timeout", l.idle_timeout.is_some(), &[Tcp, Udp]),
+        ("responses", l.responses.is_some(), &[Udp]),
+        ("max_flows", l.max_flows.is_some(), &[Udp]),
+        ("max_datagram_size", l.max_datagram_size.is_some(), &[Udp]),
+        ("sockets", l.sockets.is_some(), &[Udp]),
+        (
+            "header_read_timeout",
+            l.header_read_timeout.is_some(),
+            &[Http],
+        ),
+        ("max_header_bytes", l.max_header_bytes.is_some(), &[Http]),
+        ("max_headers", l.max_headers.is_some(), &[Http]),
+        ("max_body_bytes", l.max_body_bytes.is_some(), &[Http]),
+        ("keepalive_timeout", l.keepalive_timeout.is_some(), &[Http]),
+        (
+            "max_concurrent_streams",
+            l.max_concurrent_streams.is_some(),
+            &[Http],
+        ),
+        ("access_log", l.access_log.is_some(), &[Http]),
+        ("routes", l.routes.is_some(), &[Http]),
     ];
-    let udp_only = [
-        ("responses", l.responses.is_some()),
-        ("max_flows", l.max_flows.is_some()),
-        ("max_datagram_size", l.max_datagram_size.is_some()),
-        ("sockets", l.sockets.is_some()),
-    ];
-    let (misplaced, only): (&[(&str, bool)], &str) = match protocol {
-        Protocol::Tcp => (&udp_only, "udp"),
-        Protocol::Udp => (&tcp_only, "tcp"),
-    };
-    for (key, set) in misplaced {
-        if *set {
+    for (key, set, allowed) in keys {
+        if set && !allowed.contains(&protocol) {
+            let names: Vec<&str> = allowed.iter().map(|p| p.name()).collect();
             r.error(
                 format!("{path}.{key}"),
                 format!(
-                    "only applies to {only} listeners; this listener's protocol is {:?}",
+                    "only applies to {} listeners; this listener's protocol is {:?}",
+                    names.join(" and "),
                     protocol.name()
                 ),
             );

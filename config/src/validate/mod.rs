@@ -11,6 +11,25 @@ use crate::raw::RawConfig;
 
 mod listener;
 mod pool;
+mod route;
+
+/// The validated pools, for resolving names in listeners and routes.
+pub(crate) struct Pools<'a> {
+    pub(crate) index: &'a HashMap<&'a str, usize>,
+    pub(crate) pools: &'a [crate::model::Pool],
+}
+
+impl Pools<'_> {
+    /// Resolves the pool named `name`, reporting an error at `path` when
+    /// there is none.
+    pub(crate) fn resolve(&self, r: &mut Report, path: &str, name: &str) -> Option<usize> {
+        let found = self.index.get(name).copied();
+        if found.is_none() {
+            r.error(path, format!("no pool named {name:?}"));
+        }
+        found
+    }
+}
 
 use listener::listener;
 pub use pool::decode_hex;
@@ -193,20 +212,20 @@ pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<FieldError>> {
                 format!("duplicate listener name {:?}", l.name),
             );
         }
-        let pool = match pool_index.get(l.pool.as_str()) {
-            Some(&p) => {
-                used_pools.insert(p);
-                p
-            }
-            None => {
-                r.error(
-                    format!("{path}.pool"),
-                    format!("no pool named {:?}", l.pool),
-                );
-                0
-            }
+        let pools_ref = Pools {
+            index: &pool_index,
+            pools: &pools,
         };
-        listeners.push(listener(&mut r, &path, l, pool, &mut bound));
+        let listener = listener(&mut r, &path, l, &pools_ref, &mut bound);
+        used_pools.extend(listener.pool);
+        if let Some(h) = &listener.http {
+            for route in &h.routes {
+                if let crate::http::RouteAction::Forward { pool, .. } = route.action {
+                    used_pools.insert(pool);
+                }
+            }
+        }
+        listeners.push(listener);
     }
     for (i, p) in raw.pools.iter().enumerate() {
         if !used_pools.contains(&i) {

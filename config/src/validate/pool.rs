@@ -10,6 +10,7 @@ use weir_common::select::{Algorithm, DEFAULT_MAGLEV_TABLE_SIZE, HashKey, is_prim
 
 use super::Report;
 use crate::duration::format_duration;
+use crate::http::RequestKey;
 use crate::model::{BackendConfig, Pool};
 use crate::raw::{RawHealthCheck, RawPool};
 
@@ -78,15 +79,7 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
             ),
         }
     }
-    let hash_key = r.one_of(
-        &format!("{path}.hash_key"),
-        p.hash_key.as_deref(),
-        HashKey::ClientIp,
-        &[
-            ("client_ip", HashKey::ClientIp),
-            ("client_ip_port", HashKey::ClientIpPort),
-        ],
-    );
+    let (hash_key, request_key) = hash_key(r, &format!("{path}.hash_key"), p.hash_key.as_deref());
     if let Some(key) = &p.hash_key
         && known
         && !algorithm.uses_key()
@@ -160,6 +153,7 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
         name: p.name.clone(),
         algorithm,
         hash_key,
+        request_key,
         backends,
         health_check,
         passive: p.passive.unwrap_or(true),
@@ -169,6 +163,53 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
             Duration::from_secs(10),
         ),
     }
+}
+
+/// Parses `hash_key`: a connection key, or an HTTP request key (whose
+/// fallback, for requests without the header or cookie, is the client IP).
+fn hash_key(r: &mut Report, path: &str, value: Option<&str>) -> (HashKey, Option<RequestKey>) {
+    let Some(text) = value else {
+        return (HashKey::ClientIp, None);
+    };
+    let named = |prefix: &str| text.strip_prefix(prefix).map(str::to_ascii_lowercase);
+    let request_key = if text == "path" {
+        Some(RequestKey::Path)
+    } else if let Some(name) = named("header:") {
+        if !super::route::is_header_name(&name) {
+            r.error(
+                path,
+                format!("{text:?} needs a valid header name after \"header:\""),
+            );
+        }
+        Some(RequestKey::Header(name))
+    } else if let Some(name) = text.strip_prefix("cookie:") {
+        if name.is_empty() || name.contains([';', '=', ' ']) {
+            r.error(
+                path,
+                format!("{text:?} needs a cookie name after \"cookie:\""),
+            );
+        }
+        Some(RequestKey::Cookie(name.to_owned()))
+    } else {
+        None
+    };
+    if request_key.is_some() {
+        return (HashKey::ClientIp, request_key);
+    }
+    let key = match text {
+        "client_ip" => HashKey::ClientIp,
+        "client_ip_port" => HashKey::ClientIpPort,
+        other => {
+            r.error(
+                path,
+                format!(
+                    "unknown value {other:?}; expected one of: client_ip, client_ip_port, header:NAME, cookie:NAME, path"
+                ),
+            );
+            HashKey::ClientIp
+        }
+    };
+    (key, None)
 }
 
 fn resolve(address: &str) -> Result<SocketAddr, String> {

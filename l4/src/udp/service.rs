@@ -11,7 +11,8 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,8 +28,8 @@ use weir_common::metrics as names;
 use weir_common::shutdown::Shutdown;
 
 use super::flow_table::{Flow, FlowTable, Reply};
-use crate::pool::PoolRuntime;
 use crate::tcp::BindError;
+use weir_common::pool::PoolRuntime;
 
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -288,28 +289,55 @@ impl UdpService {
 
 async fn socket_loop(shared: Arc<SocketShared>) {
     let mut buf = vec![0u8; BUFFER];
+    // Both futures live across iterations: one shutdown registration and one
+    // timer per socket, not one of each per datagram.
+    let stop = shared.shutdown.wait();
+    tokio::pin!(stop);
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    // While the timer is set for a flow, it is never later than the table's
+    // next expiry: that only moves later while flows exist (expiring, closing
+    // or touching the least recently used flow, or adding a newer one), so
+    // the timer is re-armed only when it fires, or when it was idle and a
+    // flow appeared. A flow is never expired late; a timer that fires early
+    // finds nothing idle and is re-armed.
+    let mut armed = false;
     loop {
-        let next_expiry = shared.table().next_expiry().map(Instant::from_std);
-        let far = Instant::now() + Duration::from_secs(3600);
+        if !armed {
+            if let Some(at) = shared.table().next_expiry() {
+                timer.as_mut().reset(Instant::from_std(at));
+                armed = true;
+            }
+        }
         tokio::select! {
             r = shared.listener.recv_from(&mut buf) => match r {
                 Ok((n, client)) => on_datagram(&shared, &buf[..n], client),
                 // Errors on an unconnected socket are per-datagram; carry on.
                 Err(e) => tracing::debug!(error = %e, "udp receive failed"),
             },
-            () = tokio::time::sleep_until(next_expiry.unwrap_or(far)) => {
-                let ended = shared.table().expire(now());
+            () = &mut timer => {
+                let (ended, next) = {
+                    let mut table = shared.table();
+                    (table.expire(now()), table.next_expiry())
+                };
                 for (_, flow) in ended {
                     shared.close(flow, Close::Idle);
                 }
+                armed = next.is_some();
+                timer.as_mut().reset(next.map_or_else(far, Instant::from_std));
             }
-            () = shared.shutdown.wait() => break,
+            () = &mut stop => break,
         }
     }
     let all = shared.table().drain();
     for (_, flow) in all {
         shared.close(flow, Close::Shutdown);
     }
+}
+
+/// A deadline for a timer with nothing to wait for.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 fn on_datagram(shared: &Arc<SocketShared>, data: &[u8], client: SocketAddr) {
@@ -392,15 +420,18 @@ fn backend_refused(shared: &SocketShared, backend: &Backend) {
 }
 
 fn connect_upstream(backend: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if backend.is_ipv6() {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = std::net::UdpSocket::bind(local)?;
-    socket.connect(backend)?;
+    // Two syscalls: the socket is created non-blocking (and close-on-exec),
+    // and connect(2) binds it to an ephemeral port itself, as an explicit
+    // bind to the wildcard address and port 0 would.
+    #[cfg(target_os = "linux")]
+    let ty = socket2::Type::DGRAM.nonblocking();
+    #[cfg(not(target_os = "linux"))]
+    let ty = socket2::Type::DGRAM;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(backend), ty, None)?;
+    #[cfg(not(target_os = "linux"))]
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    socket.connect(&backend.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn open_flow(
@@ -503,41 +534,66 @@ async fn reply_task(
     backend: Backend,
     index: usize,
 ) {
-    let mut linger_until: Option<Instant> = None;
-    // Held while lingering; frees the slot on every way out of the task.
-    let mut _slot: Option<LingerSlot<'_>> = None;
+    // Registered once for the task's life, not once per reply.
+    let stop = shared.shutdown.wait();
+    tokio::pin!(stop);
+    let closed = control.notify.notified();
+    tokio::pin!(closed);
+    let relay = || relay_all(&shared, &upstream, client, id, &control, &backend, index);
+    // Open: relay replies until the flow is closed.
     loop {
-        let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             ready = upstream.readable() => {
-                if ready.is_err() {
+                if ready.is_err() || relay().is_break() {
                     return;
                 }
-                loop {
-                    match receive_one(&shared, &upstream, client, id, &control, index) {
-                        Received::Relayed => {}
-                        Received::Empty => break,
-                        Received::Refused => {
-                            backend_refused(&shared, &backend);
-                            control.refused.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                        Received::Failed => return,
-                    }
+            }
+            () = &mut closed => break,
+            () = &mut stop => return,
+        }
+    }
+    // Closed: linger, counting late replies as drops. Lingering sockets sit
+    // outside `max_flows`; a capped number may linger, so a flood of
+    // evictions cannot grow descriptors past the bound. The rest close at
+    // once. The slot is held until the task ends, whichever way.
+    let Some(_slot) = LingerSlot::take(&shared) else {
+        return;
+    };
+    let linger = tokio::time::sleep(LINGER);
+    tokio::pin!(linger);
+    loop {
+        tokio::select! {
+            ready = upstream.readable() => {
+                if ready.is_err() || relay().is_break() {
+                    return;
                 }
             }
-            () = control.notify.notified(), if linger_until.is_none() => {
-                // Lingering sockets sit outside `max_flows`; a capped number
-                // may linger, so a flood of evictions cannot grow descriptors
-                // past the bound. The rest close at once.
-                match LingerSlot::take(&shared) {
-                    Some(slot) => _slot = Some(slot),
-                    None => return,
-                }
-                linger_until = Some(Instant::now() + LINGER);
+            () = &mut linger => return,
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// Relays every reply waiting on the flow's socket; `Break` ends the task.
+fn relay_all(
+    shared: &SocketShared,
+    upstream: &UdpSocket,
+    client: SocketAddr,
+    id: u64,
+    control: &Control,
+    backend: &Backend,
+    index: usize,
+) -> ControlFlow<()> {
+    loop {
+        match receive_one(shared, upstream, client, id, control, index) {
+            Received::Relayed => {}
+            Received::Empty => return ControlFlow::Continue(()),
+            Received::Refused => {
+                backend_refused(shared, backend);
+                control.refused.store(true, Ordering::Relaxed);
+                return ControlFlow::Break(());
             }
-            () = tokio::time::sleep_until(linger_until.unwrap_or(far)), if linger_until.is_some() => return,
-            () = shared.shutdown.wait() => return,
+            Received::Failed => return ControlFlow::Break(()),
         }
     }
 }

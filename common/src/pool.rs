@@ -1,17 +1,44 @@
 //! A pool at run time: its selector (swapped atomically), hash key, passive
-//! health policy and the per-backend metric handles.
+//! health policy and the per-backend metric handles. Shared by the L4 and L7
+//! engines: a pool used by several listeners has one set of health checks.
 
 use std::sync::Arc;
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge};
 use tokio::task::JoinHandle;
-use weir_common::backend::{Backend, BackendSet};
-use weir_common::health::{self, HealthState};
-use weir_common::metrics as names;
-use weir_common::select::{HashKey, Selector};
-use weir_common::shutdown::Shutdown;
-use weir_config::Pool;
+
+use crate::backend::{Backend, BackendSet};
+use crate::health::checker::CheckConfig;
+use crate::health::{self, HealthState};
+use crate::metrics as names;
+use crate::select::{Algorithm, HashKey, Selector};
+use crate::shutdown::Shutdown;
+
+/// What a pool is made of (built from the validated configuration by the
+/// binary; this crate does not know the configuration types).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// Selection algorithm.
+    pub algorithm: Algorithm,
+    /// Connection hash key.
+    pub hash_key: HashKey,
+    /// Backends: name, address, weight.
+    pub backends: Vec<(String, SocketAddr, u32)>,
+    /// Active checks, if any.
+    pub health_check: Option<CheckConfig>,
+    /// Real-traffic failures count against backends.
+    pub passive: bool,
+    /// Rest period of passively-failed backends without active checks.
+    pub fail_timeout: Duration,
+    /// Rise and fall thresholds of the backends' health machines.
+    pub thresholds: (u32, u32),
+}
 
 /// Metric handles of one backend, registered once.
 #[derive(Debug, Clone)]
@@ -37,28 +64,28 @@ pub struct PoolRuntime {
     pub passive: bool,
     /// Metric handles, by backend index in the current snapshot.
     pub backend_metrics: Vec<BackendMetrics>,
-    config: Pool,
+    spec: PoolSpec,
 }
 
 impl PoolRuntime {
     /// Builds the runtime of a validated pool: backends start down when active
     /// checks are configured (they must pass `rise` probes first), up otherwise.
-    pub fn new(config: &Pool) -> Self {
-        let (rise, fall) = config.thresholds();
-        let starts_up = config.health_check.is_none();
-        let backends: Vec<Backend> = config
+    pub fn new(spec: PoolSpec) -> Self {
+        let (rise, fall) = spec.thresholds;
+        let starts_up = spec.health_check.is_none();
+        let backends: Vec<Backend> = spec
             .backends
             .iter()
-            .map(|b| {
+            .map(|(name, addr, weight)| {
                 Backend::new(
-                    b.name.as_str(),
-                    b.addr,
-                    b.weight,
+                    name.as_str(),
+                    *addr,
+                    *weight,
                     HealthState::new(rise, fall, starts_up),
                 )
             })
             .collect();
-        let name: Arc<str> = config.name.as_str().into();
+        let name: Arc<str> = spec.name.as_str().into();
         let backend_metrics = backends
             .iter()
             .map(|b| {
@@ -75,12 +102,12 @@ impl PoolRuntime {
             .collect();
         let set = Arc::new(BackendSet::new(backends));
         Self {
-            selector: ArcSwap::from_pointee(Selector::build(&config.algorithm, set)),
-            hash_key: config.hash_key,
-            passive: config.passive,
+            selector: ArcSwap::from_pointee(Selector::build(&spec.algorithm, set)),
+            hash_key: spec.hash_key,
+            passive: spec.passive,
             backend_metrics,
             name,
-            config: config.clone(),
+            spec,
         }
     }
 
@@ -90,8 +117,8 @@ impl PoolRuntime {
         health::checker::spawn(
             self.name.clone(),
             &set,
-            self.config.health_check.clone(),
-            self.config.fail_timeout,
+            self.spec.health_check.clone(),
+            self.spec.fail_timeout,
             shutdown,
         )
     }

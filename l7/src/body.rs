@@ -1,0 +1,217 @@
+//! Bodies and I/O wrappers: the response body that streams the backend's
+//! reply to the client (counting bytes, holding the backend's in-flight slot,
+//! enforcing the request deadline, logging when done), and the connection
+//! I/O wrapper that records the last activity for the keep-alive timeout.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The error type of every body the gateway handles.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type the gateway sends (to clients and to backends).
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// The request ran past its deadline while the body was streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request timeout while streaming the body")]
+pub struct DeadlineExceeded;
+
+/// Called once when a streamed body ends (completely, with an error, or
+/// because the client went away): bytes sent and whether it completed.
+pub type OnEnd = Box<dyn FnOnce(u64, bool) + Send + Sync>;
+
+/// Streams an inner body, counting bytes, failing at a deadline, and
+/// calling `on_end` exactly once.
+pub struct Tracked {
+    inner: ProxyBody,
+    deadline: Pin<Box<Sleep>>,
+    bytes: u64,
+    on_end: Option<OnEnd>,
+}
+
+impl Tracked {
+    /// Wraps `inner`; it fails with [`DeadlineExceeded`] at `deadline`.
+    pub fn new(inner: ProxyBody, deadline: Instant, on_end: OnEnd) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            bytes: 0,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(f) = self.on_end.take() {
+            f(self.bytes, complete);
+        }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.finish(false);
+            return Poll::Ready(Some(Err(Box::new(DeadlineExceeded))));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // The client went away (or hyper dropped the body) before the end.
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+/// Milliseconds since a fixed start of the last read or write.
+#[derive(Debug)]
+pub struct LastActivity {
+    start: Instant,
+    ms: AtomicU64,
+}
+
+impl LastActivity {
+    /// Starts counting now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            ms: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        self.ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long since the last byte either way.
+    pub fn idle(&self) -> Duration {
+        let last = self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(last)
+    }
+}
+
+/// A connection's I/O that records when bytes last moved.
+pub struct Watched<T> {
+    inner: T,
+    activity: Arc<LastActivity>,
+}
+
+impl<T> Watched<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T, activity: Arc<LastActivity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors the gateway answers itself, with their status and a fixed public body.
+//!
+//! Every error knows its side (client, backend, weir) for the metric label
+//! and log level; the body is a small JSON object and never carries internal
+//! detail (`{"error": "bad gateway", "request_id": "…"}`).
+
+use http::StatusCode;
+
+/// A request the gateway answers without (or instead of) a backend response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed (bad path, bad host).
+    #[error("bad request")]
+    BadRequest,
+    /// No route matches.
+    #[error("no route")]
+    NoRoute,
+    /// The body is larger than `max_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The pool has no ready backend.
+    #[error("no ready backend")]
+    NoBackend,
+    /// The backend failed (refused, reset, malformed response).
+    #[error("bad gateway")]
+    BadGateway,
+    /// The backend did not answer in time.
+    #[error("gateway timeout")]
+    Timeout,
+}
+
+impl GatewayError {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Whose fault (metric label, log level).
+    pub fn side(self) -> &'static str {
+        match self {
+            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge => "client",
+            Self::NoBackend | Self::BadGateway | Self::Timeout => "backend",
+        }
+    }
+
+    /// The public JSON body.
+    pub fn body(self, request_id: &str) -> String {
+        serde_json::json!({ "error": self.to_string(), "request_id": request_id }).to_string()
+    }
+}

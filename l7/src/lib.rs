@@ -1,0 +1,24 @@
+//! weir-l7: the Layer-7 gateway — an HTTP/1.1 and HTTP/2 reverse proxy with
+//! routing, over the same pools, selectors and health machinery as L4.
+//!
+//! On the path accept → select → connect → forward, each request takes one
+//! fixed pipeline ([`proxy`]): route ([`route`]: host, path, method and
+//! header conditions, indexed, never scanned) → select (weir-common's
+//! selector, keyed by the client address or a header, cookie or the path)
+//! → forward (hyper's pooled client, timeouts, bounded retries within a
+//! budget) → log ([`access_log`], metrics). [`server`] accepts connections
+//! and speaks HTTP with hyper, with the limits a gateway needs (header read
+//! timeout, header size and count, body size, HTTP/2 streams, keep-alive).
+//! It depends on weir-common and weir-config, never on the L4 engine.
+
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod proxy;
+pub mod route;
+pub mod server;
+
+pub use server::{HttpService, HttpStartError};

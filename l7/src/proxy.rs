@@ -1,0 +1,497 @@
+//! The request pipeline, in one fixed order: route → select → forward → log.
+//!
+//! Plain functions over concrete types. Retries happen only for requests
+//! without a body (the body streams to the backend and cannot be replayed):
+//! after a failed connect always, after a 502/503 or a reset only for
+//! idempotent methods, at most `retries` times per request and within a
+//! budget of 20% of the listener's requests (plus a small allowance), so
+//! retries cannot multiply an outage.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::time::Instant;
+use weir_common::backend::Backend;
+use weir_common::hash::{hash_bytes, mix64};
+use weir_common::health::{self, Source};
+use weir_common::metrics as names;
+use weir_common::pool::PoolRuntime;
+use weir_config::http::{RequestKey, Route, RouteAction};
+
+use crate::access_log::{AccessLogger, Entry};
+use crate::body::{ProxyBody, Tracked, empty, full};
+use crate::error::GatewayError;
+use crate::headers;
+use crate::route::RouteTable;
+
+/// The HTTP client to backends (pooled keep-alive connections per backend).
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// Everything a listener's requests need, shared by its connections.
+pub struct Gateway {
+    /// Listener name (metric label).
+    pub listener: Arc<str>,
+    /// The routes.
+    pub routes: RouteTable,
+    /// Every pool, by configuration index.
+    pub pools: Vec<Arc<PoolRuntime>>,
+    /// Per pool: the HTTP request key, if it hashes on one.
+    pub request_keys: Vec<Option<RequestKey>>,
+    /// Backend clients by route index (each route's connect timeout).
+    pub clients: Vec<UpstreamClient>,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Access log.
+    pub access_log: AccessLogger,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Gateway {
+    /// A gateway over `routes`, with one client per route.
+    pub fn new(
+        listener: &str,
+        routes: RouteTable,
+        pools: Vec<Arc<PoolRuntime>>,
+        request_keys: Vec<Option<RequestKey>>,
+        max_body_bytes: u64,
+        access_log: AccessLogger,
+    ) -> Self {
+        let clients = (0..routes.len())
+            .map(|id| {
+                let connect = routes
+                    .get(id)
+                    .map_or(Duration::from_secs(5), |r| r.connect_timeout);
+                client(connect)
+            })
+            .collect();
+        Self {
+            listener: listener.into(),
+            routes,
+            pools,
+            request_keys,
+            clients,
+            max_body_bytes,
+            access_log,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// A retry is allowed while retries stay within 20% of requests (plus 10).
+    fn take_retry(&self) -> bool {
+        let requests = self.requests.load(Ordering::Relaxed);
+        let retries = self.retries.load(Ordering::Relaxed);
+        if retries < requests / 5 + 10 {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            metrics::counter!(names::HTTP_RETRY_BUDGET_EXHAUSTED, "listener" => self.listener.to_string()).increment(1);
+            false
+        }
+    }
+}
+
+fn client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(512)
+        .build(connector)
+}
+
+/// What the access log and metrics need to know about a request.
+struct Exchange {
+    start: Instant,
+    version: Version,
+    client: SocketAddr,
+    method: Method,
+    host: String,
+    path: String,
+    request_id: String,
+    route: Option<usize>,
+    backend: Option<Arc<str>>,
+}
+
+/// Handles one request from `client`.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    client_addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    gw.requests.fetch_add(1, Ordering::Relaxed);
+    let active = metrics::gauge!(names::HTTP_ACTIVE, "listener" => gw.listener.to_string());
+    active.increment(1.0);
+    let (mut parts, body) = req.into_parts();
+    let seed = gw.requests.load(Ordering::Relaxed)
+        ^ (Instant::now().elapsed().as_nanos() as u64)
+        ^ hash_bytes(client_addr.to_string().as_bytes());
+    let mut ex = Exchange {
+        start: Instant::now(),
+        version: parts.version,
+        client: client_addr,
+        method: parts.method.clone(),
+        host: headers::host_of(&parts.uri, &parts.headers).unwrap_or_default(),
+        path: parts.uri.path().to_owned(),
+        request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
+        route: None,
+        backend: None,
+    };
+    let result = pipeline(&gw, &mut ex, parts, body).await;
+    let response = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            metrics::counter!(names::HTTP_ERRORS, "listener" => gw.listener.to_string(), "reason" => reason(e)).increment(1);
+            error_response(e, &ex.request_id)
+        }
+    };
+    finish(gw, ex, response, active)
+}
+
+fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn reason(e: GatewayError) -> &'static str {
+    match e {
+        GatewayError::BadRequest => "bad_request",
+        GatewayError::NoRoute => "no_route",
+        GatewayError::BodyTooLarge => "body_too_large",
+        GatewayError::NoBackend => "no_backend",
+        GatewayError::BadGateway => "bad_gateway",
+        GatewayError::Timeout => "timeout",
+    }
+}
+
+/// The gateway's own answer for an error.
+pub fn error_response(e: GatewayError, request_id: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(e.body(request_id)));
+    *resp.status_mut() = e.status();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(headers::REQUEST_ID, v);
+    }
+    resp
+}
+
+async fn pipeline(
+    gw: &Gateway,
+    ex: &mut Exchange,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    // Route.
+    if ex.host.is_empty() || RouteTable::check_path(&ex.path).is_err() {
+        return Err(GatewayError::BadRequest);
+    }
+    let id = gw
+        .routes
+        .find(&ex.host, &ex.path, parts.method.as_str(), &parts.headers)
+        .ok_or(GatewayError::NoRoute)?;
+    ex.route = Some(id);
+    let route = gw.routes.get(id).ok_or(GatewayError::NoRoute)?;
+    let (pool_index, new_path) = match &route.action {
+        RouteAction::Redirect { code, location } => return Ok(redirect(*code, location)),
+        RouteAction::Forward {
+            pool,
+            strip_prefix,
+            rewrite_prefix,
+        } => (
+            *pool,
+            rewritten_path(route, &parts.uri, *strip_prefix, rewrite_prefix.as_deref()),
+        ),
+    };
+    if body.size_hint().lower() > gw.max_body_bytes {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let pool = gw.pools.get(pool_index).ok_or(GatewayError::NoBackend)?;
+
+    // Select.
+    let key = request_key(
+        gw.request_keys.get(pool_index).and_then(Option::as_ref),
+        &parts,
+        pool,
+        ex.client,
+    );
+    let selector = pool.selector.load();
+    let replayable = body.is_end_stream();
+    let attempts = if replayable {
+        route.retries as usize + 1
+    } else {
+        1
+    };
+    let candidates = selector.candidates(key, attempts);
+    if candidates.is_empty() {
+        return Err(GatewayError::NoBackend);
+    }
+
+    // Forward.
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, "http");
+    headers::apply(&mut parts.headers, &route.request_headers);
+    if !parts.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&ex.host)
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    parts.version = Version::HTTP_11;
+    let limit = usize::try_from(gw.max_body_bytes).unwrap_or(usize::MAX);
+    let mut body = Some(
+        Limited::new(body, limit)
+            .map_err(crate::body::BoxError::from)
+            .boxed(),
+    );
+    let deadline = ex.start + route.request_timeout;
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let client = gw.clients.get(id).ok_or(GatewayError::BadGateway)?;
+    let mut last_error = GatewayError::NoBackend;
+    for (attempt, &index) in candidates.as_slice().iter().enumerate() {
+        if attempt > 0 {
+            if !gw.take_retry() {
+                break;
+            }
+            metrics::counter!(names::HTTP_RETRIES, "listener" => gw.listener.to_string(), "route" => route.name.clone()).increment(1);
+        }
+        let Some(backend) = selector.backend(index) else {
+            continue;
+        };
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(backend.addr.to_string())
+            .path_and_query(new_path.as_str())
+            .build()
+            .map_err(|_| GatewayError::BadRequest)?;
+        let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
+        *upstream.uri_mut() = uri;
+        let in_flight = backend.state.begin();
+        ex.backend = Some(backend.name.clone());
+        let wait = route
+            .response_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let outcome = tokio::time::timeout(wait, client.request(upstream)).await;
+        match outcome {
+            Err(_) => {
+                tracing::debug!(route = %route.name, backend = %backend.name, "backend response timed out");
+                return Err(GatewayError::Timeout);
+            }
+            Ok(Err(e)) => {
+                let connect = e.is_connect();
+                tracing::debug!(route = %route.name, backend = %backend.name, error = %e, connect, "backend request failed");
+                if let Some(source) = std::error::Error::source(&e)
+                    && source
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                {
+                    return Err(GatewayError::BodyTooLarge);
+                }
+                if connect {
+                    count_connect_error(pool, index as usize);
+                    passive(pool, backend, false);
+                }
+                last_error = GatewayError::BadGateway;
+                if replayable && (connect || idempotent) {
+                    continue;
+                }
+                return Err(last_error);
+            }
+            Ok(Ok(resp)) => {
+                passive(pool, backend, true);
+                let status = resp.status();
+                let retryable = matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+                );
+                if retryable && replayable && idempotent && attempt + 1 < candidates.len() {
+                    last_error = GatewayError::BadGateway;
+                    continue;
+                }
+                return Ok(respond(resp, route, &ex.request_id, in_flight, deadline));
+            }
+        }
+    }
+    Err(last_error)
+}
+
+fn count_connect_error(pool: &PoolRuntime, index: usize) {
+    if let Some(m) = pool.backend_metrics.get(index) {
+        m.connect_errors[2].increment(1);
+    }
+}
+
+fn passive(pool: &PoolRuntime, backend: &Backend, ok: bool) {
+    if pool.passive {
+        health::report(&pool.name, backend, ok, Source::Traffic);
+    }
+}
+
+/// The selection key: the pool's request key when the request has it,
+/// otherwise the connection key.
+fn request_key(
+    key: Option<&RequestKey>,
+    parts: &http::request::Parts,
+    pool: &PoolRuntime,
+    client: SocketAddr,
+) -> u64 {
+    let value: Option<&[u8]> = match key {
+        None => None,
+        Some(RequestKey::Path) => Some(parts.uri.path().as_bytes()),
+        Some(RequestKey::Header(name)) => {
+            parts.headers.get(name.as_str()).map(HeaderValue::as_bytes)
+        }
+        Some(RequestKey::Cookie(name)) => parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes()),
+    };
+    match value {
+        Some(v) => hash_bytes(v),
+        None => pool.hash_key.key(client),
+    }
+}
+
+/// The path (and query) to send upstream after the route's rewrite.
+fn rewritten_path(route: &Route, uri: &Uri, strip: bool, rewrite: Option<&str>) -> String {
+    let path = uri.path();
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let weir_config::http::PathMatch::Prefix(prefix) = &route.path else {
+        return format!("{path}{query}");
+    };
+    let rest = if prefix == "/" {
+        path
+    } else {
+        path.strip_prefix(prefix.as_str()).unwrap_or(path)
+    };
+    let new_base = match (strip, rewrite) {
+        (true, _) => "",
+        (false, Some(r)) => r.trim_end_matches('/'),
+        (false, None) => return format!("{path}{query}"),
+    };
+    let joined = format!("{new_base}{rest}");
+    let joined = if joined.is_empty() {
+        "/".to_owned()
+    } else if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    };
+    format!("{joined}{query}")
+}
+
+fn redirect(code: u16, location: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The client's response: the backend's, with hop-by-hop headers removed,
+/// the route's edits applied, and the body streamed through [`Tracked`]
+/// (which holds the backend's in-flight slot until the body ends).
+fn respond(
+    resp: Response<Incoming>,
+    route: &Route,
+    request_id: &str,
+    in_flight: weir_common::backend::InFlight,
+    deadline: Instant,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::apply(&mut parts.headers, &route.response_headers);
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(headers::REQUEST_ID, v);
+    }
+    let body = body.map_err(crate::body::BoxError::from).boxed();
+    let tracked = Tracked::new(body, deadline, Box::new(move |_, _| drop(in_flight)));
+    Response::from_parts(parts, tracked.boxed())
+}
+
+/// Wraps the final response so the access log line and the metrics are
+/// written when its body ends.
+fn finish(
+    gw: Arc<Gateway>,
+    ex: Exchange,
+    response: Response<ProxyBody>,
+    active: metrics::Gauge,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    // Answer in the client's version, whatever the backend spoke.
+    parts.version = ex.version;
+    let status = parts.status;
+    let route_name: Arc<str> = ex
+        .route
+        .and_then(|id| gw.routes.get(id))
+        .map_or_else(|| Arc::from("none"), |r| Arc::from(r.name.as_str()));
+    let deadline = ex.start + Duration::from_secs(86_400);
+    let on_end = Box::new(move |bytes: u64, complete: bool| {
+        active.decrement(1.0);
+        let elapsed = ex.start.elapsed();
+        let class = match status.as_u16() / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        let method = method_label(&ex.method);
+        metrics::counter!(names::HTTP_REQUESTS, "listener" => gw.listener.to_string(), "route" => route_name.to_string(), "method" => method, "class" => class).increment(1);
+        metrics::histogram!(names::HTTP_DURATION, "listener" => gw.listener.to_string(), "route" => route_name.to_string()).record(elapsed.as_secs_f64());
+        metrics::counter!(names::LISTENER_BYTES, "listener" => gw.listener.to_string(), "direction" => "downstream").increment(bytes);
+        gw.access_log.write(&Entry {
+            client: ex.client,
+            method: ex.method.as_str(),
+            host: &ex.host,
+            path: &ex.path,
+            status: status.as_u16(),
+            bytes,
+            duration: elapsed,
+            route: &route_name,
+            backend: ex.backend.as_deref(),
+            request_id: &ex.request_id,
+            complete,
+        });
+    });
+    let tracked = Tracked::new(body, deadline, on_end);
+    Response::from_parts(parts, tracked.boxed())
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}

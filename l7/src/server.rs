@@ -1,0 +1,281 @@
+//! The HTTP listener: accept, then serve HTTP/1.1 and cleartext HTTP/2
+//! (prior knowledge) on each connection with hyper, with the limits set.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::SockRef;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use weir_common::listener::{AcceptBackoff, AcceptErrorKind, bind_tcp};
+use weir_common::metrics as names;
+use weir_common::pool::PoolRuntime;
+use weir_common::shutdown::{Drain, Shutdown};
+use weir_config::Listener;
+use weir_config::http::{HttpOptions, RequestKey};
+
+use crate::access_log::AccessLogger;
+use crate::body::{LastActivity, Watched};
+use crate::proxy::{self, Gateway};
+use crate::route::RouteTable;
+
+/// Why an HTTP listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpStartError {
+    /// A bind failed.
+    #[error("listener {listener:?}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The access log file could not be opened.
+    #[error("listener {listener:?}: cannot open access log: {source}")]
+    AccessLog {
+        /// Listener name.
+        listener: String,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// A bound HTTP listener.
+pub struct HttpService {
+    name: String,
+    sockets: Vec<std::net::TcpListener>,
+    options: HttpOptions,
+    max_connections: usize,
+    gateway: Arc<Gateway>,
+}
+
+impl std::fmt::Debug for HttpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpService")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpService {
+    /// Binds `config` (an HTTP listener). `pools` and `request_keys` are
+    /// indexed like the configuration's pools.
+    pub fn bind(
+        config: &Listener,
+        pools: Vec<Arc<PoolRuntime>>,
+        request_keys: Vec<Option<RequestKey>>,
+    ) -> Result<Self, HttpStartError> {
+        let options = config.http.clone().unwrap_or_else(|| HttpOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 65_536,
+            max_headers: 100,
+            max_body_bytes: 10 << 20,
+            keepalive_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 100,
+            access_log: weir_config::http::AccessLog::Off,
+            routes: Vec::new(),
+        });
+        let sockets = config
+            .bind
+            .iter()
+            .map(|&addr| {
+                bind_tcp(addr, config.backlog).map_err(|source| HttpStartError::Bind {
+                    listener: config.name.clone(),
+                    addr,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let access_log = AccessLogger::open(&options.access_log).map_err(|source| {
+            HttpStartError::AccessLog {
+                listener: config.name.clone(),
+                source,
+            }
+        })?;
+        let gateway = Gateway::new(
+            &config.name,
+            RouteTable::new(options.routes.clone()),
+            pools,
+            request_keys,
+            options.max_body_bytes,
+            access_log,
+        );
+        Ok(Self {
+            name: config.name.clone(),
+            sockets,
+            options,
+            max_connections: config.max_connections,
+            gateway: Arc::new(gateway),
+        })
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown`; open connections finish their requests
+    /// (graceful) until `hard_stop`.
+    pub async fn serve(
+        self,
+        shutdown: Shutdown,
+        hard_stop: Shutdown,
+        drain: Drain,
+    ) -> io::Result<()> {
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let builder = Arc::new(builder(&self.options));
+        let mut loops = tokio::task::JoinSet::new();
+        for socket in self.sockets {
+            let listener = TcpListener::from_std(socket)?;
+            let conn = ConnContext {
+                gateway: Arc::clone(&self.gateway),
+                builder: Arc::clone(&builder),
+                keepalive: self.options.keepalive_timeout,
+                shutdown: shutdown.clone(),
+                hard_stop: hard_stop.clone(),
+            };
+            loops.spawn(accept_loop(
+                listener,
+                conn,
+                Arc::clone(&limit),
+                drain.clone(),
+            ));
+        }
+        while loops.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn builder(o: &HttpOptions) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(o.header_read_timeout)
+        .max_buf_size(o.max_header_bytes.max(8192))
+        .max_headers(o.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(o.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(100))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+#[derive(Clone)]
+struct ConnContext {
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    keepalive: Duration,
+    shutdown: Shutdown,
+    hard_stop: Shutdown,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    conn: ConnContext,
+    limit: Arc<Semaphore>,
+    drain: Drain,
+) {
+    let name = conn.gateway.listener.to_string();
+    let accepted = metrics::counter!(names::LISTENER_ACCEPTED, "listener" => name.clone());
+    let active = metrics::gauge!(names::LISTENER_ACTIVE, "listener" => name.clone());
+    let rejected = metrics::counter!(names::LISTENER_REJECTED, "listener" => name.clone(), "reason" => "max_connections");
+    let mut backoff = AcceptBackoff::new();
+    let mut logged = false;
+    loop {
+        let next = tokio::select! {
+            r = listener.accept() => r,
+            () = conn.shutdown.wait() => return,
+        };
+        match next {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                logged = false;
+                accepted.increment(1);
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    rejected.increment(1);
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (conn, guard, active) = (conn.clone(), drain.enter(), active.clone());
+                active.increment(1.0);
+                tokio::spawn(async move {
+                    serve_connection(stream, peer, conn).await;
+                    active.decrement(1.0);
+                    drop(permit);
+                    drop(guard);
+                });
+            }
+            Err(err) => {
+                let kind = AcceptErrorKind::of(&err);
+                metrics::counter!(names::LISTENER_ACCEPT_ERRORS, "listener" => name.clone(), "reason" => kind.label()).increment(1);
+                if !logged && kind != AcceptErrorKind::Connection {
+                    tracing::warn!(listener = %name, error = %err, "accept failed; backing off");
+                    logged = true;
+                }
+                let pause = backoff.pause(kind);
+                if !pause.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = conn.shutdown.wait() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: ConnContext) {
+    let activity = LastActivity::new();
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+    let gateway = Arc::clone(&ctx.gateway);
+    let service = service_fn(move |req| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(gateway, peer, req).await) }
+    });
+    let conn = ctx.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let mut idle_check = tokio::time::interval((ctx.keepalive / 2).max(Duration::from_millis(10)));
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
+                }
+                return;
+            }
+            _ = idle_check.tick(), if !closing => {
+                // Idle for the keep-alive time: close (requests in flight finish).
+                if activity.idle() >= ctx.keepalive {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = ctx.shutdown.wait(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = ctx.hard_stop.wait() => return,
+        }
+    }
+}
