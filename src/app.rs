@@ -69,6 +69,58 @@ impl Service {
     }
 }
 
+/// Reloads the TLS certificates of every https listener. Cloneable: a
+/// signal handler keeps one while [`App::run`] serves.
+#[derive(Debug, Clone, Default)]
+pub struct TlsReloader {
+    #[cfg(feature = "l7")]
+    listeners: Vec<Arc<weir_l7::tls::ServerTls>>,
+}
+
+impl TlsReloader {
+    /// How many https listeners there are.
+    pub fn len(&self) -> usize {
+        #[cfg(feature = "l7")]
+        let n = self.listeners.len();
+        #[cfg(not(feature = "l7"))]
+        let n = 0;
+        n
+    }
+
+    /// True when there is no https listener.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Re-reads every https listener's certificate files. Each listener
+    /// swaps to its new certificates for new handshakes only if all of its
+    /// files load; otherwise it keeps its previous ones. Every outcome is
+    /// logged and counted (`weir_tls_reloads_total`). `Ok` with the number
+    /// of listeners reloaded, or `Err` with one line per listener that kept
+    /// its previous certificates (the others did reload).
+    pub fn reload(&self) -> Result<usize, Vec<String>> {
+        #[cfg(feature = "l7")]
+        {
+            let failures: Vec<String> = self
+                .listeners
+                .iter()
+                .filter_map(|tls| {
+                    tls.reload()
+                        .err()
+                        .map(|e| format!("listener {:?}: {e}", tls.listener()))
+                })
+                .collect();
+            if failures.is_empty() {
+                Ok(self.listeners.len())
+            } else {
+                Err(failures)
+            }
+        }
+        #[cfg(not(feature = "l7"))]
+        Ok(0)
+    }
+}
+
 /// A configured, fully bound weir that has not started serving.
 #[derive(Debug)]
 pub struct App {
@@ -135,6 +187,15 @@ impl App {
             ),
             None => None,
         };
+        #[cfg(feature = "l7")]
+        let outliers = {
+            let configs: Vec<_> = config
+                .pools
+                .iter()
+                .map(|p| p.outlier_detection.clone())
+                .collect();
+            Arc::new(weir_l7::outlier::Outliers::new(&pools, &configs))
+        };
         let udp_listeners = config
             .listeners
             .iter()
@@ -156,12 +217,19 @@ impl App {
                         Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
                     }
                     #[cfg(feature = "l7")]
-                    Protocol::Http => {
+                    Protocol::Http | Protocol::Https => {
                         let keys = config.pools.iter().map(|p| p.request_key.clone()).collect();
-                        Service::Http(weir_l7::HttpService::bind(l, pools.clone(), keys)?)
+                        Service::Http(weir_l7::HttpService::bind(
+                            l,
+                            pools.clone(),
+                            keys,
+                            Arc::clone(&outliers),
+                        )?)
                     }
                     #[cfg(not(feature = "l7"))]
-                    Protocol::Http => return Err(StartError::NoL7(l.name.clone())),
+                    Protocol::Http | Protocol::Https => {
+                        return Err(StartError::NoL7(l.name.clone()));
+                    }
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -180,6 +248,22 @@ impl App {
             .filter(|s| s.name() == name)
             .flat_map(Service::local_addrs)
             .collect()
+    }
+
+    /// A handle that reloads the certificates of every https listener (on
+    /// SIGHUP); take it before [`App::run`] consumes the app.
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader {
+            #[cfg(feature = "l7")]
+            listeners: self
+                .services
+                .iter()
+                .filter_map(|s| match s {
+                    Service::Http(h) => h.tls(),
+                    _ => None,
+                })
+                .collect(),
+        }
     }
 
     /// The admin listener's bound address.

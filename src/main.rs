@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use weir::telemetry::{self, LogFormat};
-use weir::{App, demo};
+use weir::{App, TlsReloader, demo};
 use weir_common::shutdown::{Shutdown, ShutdownTrigger};
 
 /// weir: an L4 TCP load balancer with health checks and Prometheus metrics.
@@ -134,6 +134,7 @@ fn serve(config: weir_config::Config, banner: Option<String>) -> ExitCode {
         }
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(on_signals(trigger));
+        tokio::spawn(on_sighup(app.tls_reloader()));
         match app.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -165,6 +166,35 @@ async fn on_signals(trigger: ShutdownTrigger) {
     }
     tracing::warn!("second signal: exiting without draining");
     std::process::exit(1);
+}
+
+/// SIGHUP: reload the certificates of every https listener (systemd's
+/// `ExecReload=kill -HUP $MAINPID`). Installed even without https listeners,
+/// so a stray SIGHUP never kills weir.
+async fn on_sighup(reloader: TlsReloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if reloader.is_empty() {
+            tracing::info!("SIGHUP: no https listener, nothing to reload");
+            continue;
+        }
+        tracing::info!(
+            listeners = reloader.len(),
+            "SIGHUP: reloading tls certificates"
+        );
+        match reloader.reload() {
+            Ok(n) => tracing::info!(listeners = n, "SIGHUP: tls certificates reloaded"),
+            // Each failure is logged with its cause by the listener itself.
+            Err(failures) => tracing::warn!(
+                failed = failures.len(),
+                "SIGHUP: some https listeners kept their previous certificates"
+            ),
+        }
+    }
 }
 
 fn demo_main(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {

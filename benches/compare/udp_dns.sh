@@ -163,6 +163,26 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat.
+machine_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal
+    read -r _cpu user nice system idle iowait irq softirq steal _ < /proc/stat
+    echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+# Sets $child_ticks to the CPU time (clock ticks) of this shell's waited-for
+# children so far (dnsperf). Not a $(...) call: `times` in a subshell would
+# report the subshell's children, not ours.
+child_ticks=0
+count_children() {
+    times > "$work/times.txt"
+    child_ticks=$(awk -v hz="$hz" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+        printf "%d", t * hz
+    }' "$work/times.txt")
+}
+
 if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
     echo "building weir (release)..." >&2
     (cd "$root" && cargo build --release --locked)
@@ -252,20 +272,40 @@ EOF
 done
 
 # One dnsperf run: workload $1 (clients:outstanding), target $2; appends
-# "workload target qps lost completed cpu-ticks" to the results.
+# "workload target qps lost completed cpu-ticks other-cpu-%" to the results.
+hz=$(getconf CLK_TCK)
 results="$work/results.txt"
 : > "$results"
 run_one() {
     local workload=$1 target=$2 clients=${1%%:*} outstanding=${1#*:}
     local out="$work/dnsperf.out" before after qps lost completed
+    local m0 m1 c0 c1 b0 b1 own other
     before=$(cpu_ticks "${pgid[$target]}")
+    b0=$(cpu_ticks "${pgid[direct]}")
+    count_children
+    c0=$child_ticks
+    m0=$(machine_ticks)
     timeout $((DURATION + 30)) dnsperf -s 127.0.0.1 -p "${port[$target]}" -d "$queries" \
         -l "$DURATION" -c "$clients" -q "$outstanding" -T "$DNSPERF_THREADS" -t 2 \
         > "$out" 2>&1 || {
         cat "$out" >&2
         die "dnsperf against $target failed"
     }
+    m1=$(machine_ticks)
+    count_children
+    c1=$child_ticks
+    b1=$(cpu_ticks "${pgid[direct]}")
     after=$(cpu_ticks "${pgid[$target]}")
+    # Busy time of everything else on the machine (other builds, say), as a
+    # share of all CPU time during the run: how disturbed the run was.
+    own=$((after - before + c1 - c0))
+    [[ $target != direct ]] && own=$((own + b1 - b0))
+    other=$(awk -v m0="$m0" -v m1="$m1" -v own="$own" 'BEGIN {
+        split(m0, a, " "); split(m1, b, " ")
+        busy = b[1] - a[1]; total = b[2] - a[2]
+        o = (busy - own) * 100 / (total > 0 ? total : 1)
+        printf "%.0f", (o < 0 ? 0 : o)
+    }')
     qps=$(awk '/Queries per second:/ {print $4}' "$out")
     lost=$(awk '/Queries lost:/ {print $3}' "$out")
     completed=$(awk '/Queries completed:/ {print $3}' "$out")
@@ -273,8 +313,9 @@ run_one() {
         cat "$out" >&2
         die "cannot parse dnsperf output against $target"
     }
-    echo "$workload $target $qps $lost $completed $((after - before))" >> "$results"
-    printf '  c%-4s q%-4s %-9s %10.0f q/s  lost %s\n' "$clients" "$outstanding" "$target" "$qps" "$lost" >&2
+    echo "$workload $target $qps $lost $completed $((after - before)) $other" >> "$results"
+    printf '  c%-4s q%-4s %-9s %10.0f q/s  lost %s  other CPU %s%%\n' \
+        "$clients" "$outstanding" "$target" "$qps" "$lost" "$other" >&2
 }
 
 # Warm-up (not counted): one short run per target.
@@ -297,14 +338,13 @@ done
 # The table. Medians of REPEATS runs; CPU per query is the target process's
 # (dnsmasq for direct, the proxy alone otherwise) CPU time over its completed
 # queries.
-hz=$(getconf CLK_TCK)
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 col() { awk -v w="$1" -v t="$2" -v c="$3" '$1 == w && $2 == t {print $c}' "$results"; }
 
 declare -A med_qps max_lost
 echo
-echo "| workload | target | threads | median qps | lost (median / max) | CPU µs/query | ratio to direct | weir / nginx |"
-echo "|---|---|---|---:|---:|---:|---:|---:|"
+echo "| workload | target | threads | median qps | lost (median / max) | CPU µs/query | other CPU | ratio to direct | weir / nginx |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
 for workload in $WORKLOADS; do
     label="c${workload%%:*} q${workload#*:}"
     for target in "${targets[@]}"; do
@@ -318,15 +358,16 @@ for workload in $WORKLOADS; do
         lost_med=$(col "$workload" "$target" 4 | median)
         cpu_us=$(awk -v w="$workload" -v t="$target" -v hz="$hz" \
             '$1 == w && $2 == t {print ($6 / hz) * 1e6 / ($5 > 0 ? $5 : 1)}' "$results" | median)
+        other=$(col "$workload" "$target" 7 | median)
         qps=${med_qps[$workload/$target]}
         ratio_direct=$(awk -v a="$qps" -v b="${med_qps[$workload/direct]}" 'BEGIN {printf "%.2f", a / b}')
         vs="-"
         if [[ $target == weir-* ]]; then
             vs=$(awk -v a="$qps" -v b="${med_qps[$workload/nginx-$threads]}" 'BEGIN {printf "**%.2f×**", a / b}')
         fi
-        printf '| %s | %s | %s | %.0f | %s / %s | %.1f | %s | %s |\n' \
+        printf '| %s | %s | %s | %.0f | %s / %s | %.1f | %s%% | %s | %s |\n' \
             "$label" "$name" "$threads" "$qps" "$lost_med" "${max_lost[$workload/$target]}" \
-            "$cpu_us" "$ratio_direct" "$vs"
+            "$cpu_us" "$other" "$ratio_direct" "$vs"
     done
 done
 echo
@@ -347,3 +388,5 @@ for workload in $WORKLOADS; do
     done
 done
 echo "dnsperf -l ${DURATION} -t 2 -T ${DNSPERF_THREADS}, one query name; medians of $REPEATS runs; $(nproc) CPUs shared by dnsperf, dnsmasq and the proxy"
+echo "CPU µs/query: the target process's CPU time (dnsmasq for direct, else the proxy alone) per completed query."
+echo "other CPU: share of the machine's CPU time used by processes outside the benchmark during the runs (median); above a few % the qps figures are disturbed."

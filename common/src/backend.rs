@@ -18,6 +18,8 @@ pub struct BackendState {
     in_flight: AtomicU32,
     healthy: AtomicBool,
     draining: AtomicBool,
+    /// Ejected by outlier detection for a while (L7 passive checks).
+    ejected: AtomicBool,
     /// The rise/fall machine fed by probes and by real traffic. Locked only
     /// when a probe or a connection attempt reports, never to pick.
     health: Mutex<HealthState>,
@@ -30,6 +32,7 @@ impl BackendState {
             in_flight: AtomicU32::new(0),
             healthy: AtomicBool::new(health.is_up()),
             draining: AtomicBool::new(false),
+            ejected: AtomicBool::new(false),
             health: Mutex::new(health),
         }
     }
@@ -57,10 +60,21 @@ impl BackendState {
         self.draining.store(draining, Ordering::Relaxed);
     }
 
+    /// True while outlier detection has ejected it.
+    #[inline]
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Ejects it from (or returns it to) selection.
+    pub fn set_ejected(&self, ejected: bool) {
+        self.ejected.store(ejected, Ordering::Relaxed);
+    }
+
     /// May receive new traffic.
     #[inline]
     pub fn is_ready(&self) -> bool {
-        self.is_healthy() && !self.is_draining()
+        self.is_healthy() && !self.is_draining() && !self.is_ejected()
     }
 
     /// Feeds one observation (a probe result, or a real connection's outcome)

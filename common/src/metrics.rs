@@ -76,6 +76,14 @@ pub const HTTP_RETRIES: &str = "weir_http_retries_total";
 /// Retries refused by the retry budget, by `listener`.
 pub const HTTP_RETRY_BUDGET_EXHAUSTED: &str = "weir_http_retry_budget_exhausted_total";
 
+/// Backends ejected by outlier detection, by `pool` and `backend`.
+pub const HTTP_EJECTIONS: &str = "weir_http_outlier_ejections_total";
+
+/// TLS handshakes that failed or timed out, by `listener`.
+pub const TLS_HANDSHAKE_ERRORS: &str = "weir_tls_handshake_errors_total";
+/// Certificate reloads (SIGHUP), by `listener` and `result` (`ok`, `error`).
+pub const TLS_RELOADS: &str = "weir_tls_reloads_total";
+
 /// HTTP request duration buckets, seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -145,6 +153,10 @@ pub fn describe() {
         HTTP_ERRORS,
         "HTTP requests the gateway answered itself, by reason."
     );
+    describe_counter!(
+        HTTP_EJECTIONS,
+        "Backends ejected by HTTP outlier detection."
+    );
     describe_counter!(HTTP_RETRIES, "HTTP requests retried on another backend.");
     describe_counter!(
         HTTP_RETRY_BUDGET_EXHAUSTED,
@@ -167,4 +179,12 @@ pub fn describe() {
     describe_gauge!(BACKEND_UP, "1 while the backend is up, 0 while it is down.");
     describe_counter!(HEALTH_CHECKS, "Active health check results.");
     describe_counter!(HEALTH_TRANSITIONS, "Backend health state changes.");
+    describe_counter!(
+        TLS_HANDSHAKE_ERRORS,
+        "TLS handshakes that failed or timed out."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        "Certificate reloads, by result; on error the previous certificates stay."
+    );
 }

@@ -162,3 +162,14 @@ impl Route {
         format!("- route {}: {methods}{host}{path} -> {action}", self.name)
     }
 }
+
+/// Passive outlier detection of an HTTP pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx answers or failed connects that eject a backend.
+    pub consecutive_failures: u32,
+    /// First ejection time; each further ejection doubles it.
+    pub base_ejection: std::time::Duration,
+    /// Longest ejection.
+    pub max_ejection: std::time::Duration,
+}

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod http;
 pub mod model;
 pub mod raw;
+pub mod tls;
 pub mod validate;
 
 mod locate;
@@ -55,19 +56,28 @@ impl LoadError {
 }
 
 /// Parses and validates configuration text. `origin` names it in messages.
+/// Relative file paths in it (TLS certificates) are relative to the current
+/// directory.
 pub fn parse(text: &str, origin: &str) -> Result<Validated, LoadError> {
-    let raw: raw::RawConfig =
-        toml::from_str(text).map_err(|e| LoadError::Syntax(syntax_message(text, origin, &e)))?;
-    validate::validate(&raw).map_err(LoadError::Invalid)
+    parse_in(text, origin, Path::new(""))
 }
 
-/// Reads, parses and validates the file at `path`.
+/// Like [`parse`], with relative file paths resolved against `dir`.
+pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Validated, LoadError> {
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|e| LoadError::Syntax(syntax_message(text, origin, &e)))?;
+    validate::validate_in(&raw, dir).map_err(LoadError::Invalid)
+}
+
+/// Reads, parses and validates the file at `path`. Relative file paths in it
+/// are relative to the file's directory, wherever weir is started from.
 pub fn load(path: &Path) -> Result<Validated, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, &path.display().to_string())
+    let dir = path.parent().unwrap_or(Path::new(""));
+    parse_in(&text, &path.display().to_string(), dir)
 }
 
 /// `origin:line:column: path: message`; the path (`listeners[0].colour`)

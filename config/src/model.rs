@@ -9,7 +9,8 @@ use weir_common::health::probe::Probe;
 use weir_common::select::{Algorithm, HashKey};
 
 use crate::duration::format_duration;
-use crate::http::{HttpOptions, RequestKey};
+use crate::http::{HttpOptions, OutlierDetection, RequestKey};
+use crate::tls::TlsOptions;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,8 @@ pub enum Protocol {
     Udp,
     /// HTTP/1.1 and cleartext HTTP/2 (L7 gateway).
     Http,
+    /// HTTP/1.1 and HTTP/2 over TLS (L7 gateway).
+    Https,
 }
 
 impl Protocol {
@@ -51,7 +54,13 @@ impl Protocol {
             Self::Tcp => "tcp",
             Self::Udp => "udp",
             Self::Http => "http",
+            Self::Https => "https",
         }
+    }
+
+    /// True for the L7 gateway's protocols, `http` and `https`.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::Http | Self::Https)
     }
 }
 
@@ -83,8 +92,11 @@ pub struct Listener {
     pub keepalive: Option<Duration>,
     /// UDP settings (`Some` exactly when `protocol` is UDP).
     pub udp: Option<UdpOptions>,
-    /// HTTP settings and routes (`Some` exactly when `protocol` is HTTP).
+    /// HTTP settings and routes (`Some` exactly when `protocol` is HTTP or
+    /// HTTPS).
     pub http: Option<HttpOptions>,
+    /// TLS settings (`Some` exactly when `protocol` is HTTPS).
+    pub tls: Option<TlsOptions>,
 }
 
 /// Settings only UDP listeners have.
@@ -112,6 +124,8 @@ pub struct Pool {
     /// For HTTP pools: hash a request header, cookie or the path instead of
     /// the client address (falling back to `hash_key` when absent).
     pub request_key: Option<RequestKey>,
+    /// HTTP passive outlier detection (`None` = off).
+    pub outlier_detection: Option<OutlierDetection>,
     /// Backends, in file order (at least one).
     pub backends: Vec<BackendConfig>,
     /// Active health checks.
@@ -199,6 +213,21 @@ impl Config {
                 l.protocol.name(),
                 binds.join(", "),
             );
+            if let Some(t) = &l.tls {
+                let _ = writeln!(
+                    out,
+                    "          tls {}+, {} certificate(s), the first is the default",
+                    t.min_version.name(),
+                    t.certificates.len()
+                );
+                for c in &t.certificates {
+                    let names = c
+                        .server_names
+                        .as_ref()
+                        .map_or_else(|| "names from the certificate".to_owned(), |n| n.join(", "));
+                    let _ = writeln!(out, "          - cert {} ({names})", c.cert.display());
+                }
+            }
             if let Some(h) = &l.http {
                 for r in &h.routes {
                     let _ = writeln!(out, "          {}", r.summary(&self.pools));
@@ -221,10 +250,27 @@ impl Config {
             let check = match &p.health_check {
                 Some(c) => format!(
                     "{} every {} (rise {}, fall {})",
-                    match c.probe {
-                        Probe::Tcp => "tcp",
-                        Probe::SendExpect { .. } => "send_expect",
-                        Probe::Udp { .. } => "udp",
+                    match &c.probe {
+                        Probe::Tcp => "tcp".to_owned(),
+                        Probe::SendExpect { .. } => "send_expect".to_owned(),
+                        Probe::Udp { .. } => "udp".to_owned(),
+                        Probe::Http {
+                            method,
+                            path,
+                            host,
+                            expect_status: (low, high),
+                        } => {
+                            let host = host
+                                .as_ref()
+                                .map(|h| format!(" Host {h}"))
+                                .unwrap_or_default();
+                            let status = if low == high {
+                                low.to_string()
+                            } else {
+                                format!("{low}-{high}")
+                            };
+                            format!("http {method} {path}{host} expecting {status}")
+                        }
                     },
                     format_duration(c.interval),
                     c.rise,

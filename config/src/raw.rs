@@ -119,10 +119,12 @@ pub struct RawListener {
     /// `admin.address`); a TCP and a UDP listener may share one (DNS on
     /// port 53). Port 0 lets the kernel pick a free port.
     pub bind: OneOrMany,
-    /// Protocol: `"tcp"` (streams), `"udp"` (datagrams, in flows) or
-    /// `"http"` (the L7 gateway: HTTP/1.1 and cleartext HTTP/2 on one port).
-    /// Default `"tcp"`. Keys marked *TCP only*, *UDP only* or *HTTP only* are
-    /// errors on a listener of another protocol.
+    /// Protocol: `"tcp"` (streams), `"udp"` (datagrams, in flows), `"http"`
+    /// (the L7 gateway: HTTP/1.1 and cleartext HTTP/2 on one port) or
+    /// `"https"` (the gateway over TLS: HTTP/2 or HTTP/1.1 as ALPN says).
+    /// Default `"tcp"`. Keys marked *TCP only*, *UDP only*, *HTTP only* (which
+    /// apply to `"https"` too) or *HTTPS only* are errors on a listener of
+    /// another protocol.
     pub protocol: Option<String>,
     /// Name of the pool this listener sends connections to. *Required* for
     /// TCP and UDP listeners; on an HTTP listener it is optional and catches
@@ -195,6 +197,37 @@ pub struct RawListener {
     /// pools. At least one for an HTTP listener; a request no route matches
     /// gets 404.
     pub routes: Option<Vec<RawRoute>>,
+    /// *HTTPS only.* `[[listeners.certificates]]`: the certificates to serve,
+    /// *required*, at least one. The first is the default, for clients that
+    /// send no server name (SNI) or one no certificate is for.
+    pub certificates: Option<Vec<RawCertificate>>,
+    /// *HTTPS only.* Oldest TLS version accepted: `"1.2"` (TLS 1.2 and 1.3)
+    /// or `"1.3"` (TLS 1.3 only). Older versions are always refused.
+    /// Default `"1.2"`.
+    pub tls_min_version: Option<String>,
+}
+
+/// `[[listeners.certificates]]`
+///
+/// One certificate of an https listener. The files are read and checked by
+/// `weir check` and at start-up, and read again on SIGHUP. A client gets the
+/// certificate whose `server_names` has the name it asked for (SNI): an
+/// exact name first, then a `*.` wildcard; otherwise the first certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[listeners.certificates]] table")]
+pub struct RawCertificate {
+    /// *Required.* Path to the PEM certificate chain: the server's
+    /// certificate first, then its intermediates. A relative path is
+    /// relative to the configuration file's directory.
+    pub cert: String,
+    /// *Required.* Path to the PEM private key of that certificate,
+    /// unencrypted: PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE
+    /// KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`). May be the same file as `cert`.
+    pub key: String,
+    /// Names this certificate is served for: exact (`"api.example.com"`) or
+    /// one leading wildcard label (`"*.example.com"`). Default: the DNS names
+    /// in the certificate's subjectAltName.
+    pub server_names: Option<Vec<String>>,
 }
 
 /// `[[listeners.routes]]`
@@ -296,6 +329,9 @@ pub struct RawPool {
     /// Count failed connections from real traffic against a backend (passive
     /// checks): `fall` consecutive failures mark it down. Default `true`.
     pub passive: Option<bool>,
+    /// `[pools.outlier_detection]`: passive ejection of backends that keep
+    /// failing HTTP requests (HTTP listeners only). Default: off.
+    pub outlier_detection: Option<RawOutlierDetection>,
     /// Without active checks: how long a backend marked down by real traffic
     /// rests before it is tried again. Duration. Default `"10s"`.
     pub fail_timeout: Option<String>,
@@ -325,7 +361,8 @@ pub struct RawBackend {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [pools.health_check] table")]
 pub struct RawHealthCheck {
-    /// `"tcp"` (connect only) or `"send_expect"`. Default `"tcp"`.
+    /// `"tcp"` (connect only), `"send_expect"`, `"udp"` or `"http"` (one
+    /// HTTP/1.1 request, judged by its status code). Default `"tcp"`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Time between probes of one backend. Duration. Default `"2s"`.
@@ -351,4 +388,35 @@ pub struct RawHealthCheck {
     pub expect: Option<String>,
     /// `send_expect`: the expected reply prefix as hex digits.
     pub expect_hex: Option<String>,
+    /// `http`: the request path, starting with `/`, query allowed
+    /// (`"/healthz"`). Default `"/"`.
+    pub path: Option<String>,
+    /// `http`: the request method, an HTTP token, sent in upper case
+    /// (`"HEAD"`). Default `"GET"`.
+    pub method: Option<String>,
+    /// `http`: the `Host` header, no spaces or control characters. Default:
+    /// the backend's address as `ip:port`.
+    pub host: Option<String>,
+    /// `http`: healthy status codes, an inclusive range `"200-399"` or one
+    /// code `"204"`, within 100 to 599. Default `"200-399"`.
+    pub expect_status: Option<String>,
+}
+
+/// `[pools.outlier_detection]`
+///
+/// A backend that answers `consecutive_failures` 5xx responses in a row (or
+/// fails to connect) to HTTP listeners is ejected from selection for
+/// `base_ejection`, doubled on each further ejection up to `max_ejection`.
+/// The last ready backend of a pool is never ejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [pools.outlier_detection] table")]
+pub struct RawOutlierDetection {
+    /// Consecutive 5xx responses or failed connects that eject a backend,
+    /// 1 to 1000. Default `5`.
+    pub consecutive_failures: Option<u32>,
+    /// First ejection time; each further ejection doubles it. Duration.
+    /// Default `"30s"`.
+    pub base_ejection: Option<String>,
+    /// Longest ejection. Duration. Default `"5m"`.
+    pub max_ejection: Option<String>,
 }

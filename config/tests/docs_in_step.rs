@@ -137,9 +137,11 @@ fn raw_rs_is_read_correctly() {
         [
             "RawAdmin",
             "RawBackend",
+            "RawCertificate",
             "RawConfig",
             "RawHealthCheck",
             "RawListener",
+            "RawOutlierDetection",
             "RawPool",
             "RawRoute",
             "RawRuntime"

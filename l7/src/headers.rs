@@ -110,17 +110,23 @@ pub fn apply(headers: &mut HeaderMap, edits: &HeaderEdits) {
 }
 
 /// The request host, lowercase, without the port: from the URI authority
-/// (HTTP/2, absolute-form) or the `Host` header.
+/// (HTTP/2, absolute-form) or the `Host` header. `None` (a 400) for more
+/// than one `Host` field (RFC 9112 §3.2) or a host with user info
+/// (`user@host`), which would route by one host and name another.
 pub fn host_of(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = match uri.authority() {
-        Some(a) => a.host().to_owned(),
-        None => {
-            let value = headers.get(header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = value.parse().ok()?;
-            authority.host().to_owned()
-        }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
+    let authority = match uri.authority() {
+        Some(a) => a.clone(),
+        None => first?.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
     };
-    Some(raw.to_ascii_lowercase())
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(authority.host().to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -153,6 +159,33 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.test");
+    }
+
+    #[test]
+    fn host_is_refused_when_doubled_or_with_user_info() {
+        let origin: http::Uri = "/x".parse().unwrap();
+        let host = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::HOST, v.parse().unwrap());
+            }
+            h
+        };
+        assert_eq!(
+            host_of(&origin, &host(&["A.test:80"])).as_deref(),
+            Some("a.test")
+        );
+        assert_eq!(host_of(&origin, &host(&[])), None);
+        assert_eq!(host_of(&origin, &host(&["a", "b"])), None);
+        assert_eq!(host_of(&origin, &host(&["a", "a"])), None);
+        assert_eq!(host_of(&origin, &host(&["user@a"])), None);
+        let absolute: http::Uri = "http://other.test/x".parse().unwrap();
+        assert_eq!(
+            host_of(&absolute, &host(&["a"])).as_deref(),
+            Some("other.test")
+        );
+        let with_user: http::Uri = "http://u@other.test/x".parse().unwrap();
+        assert_eq!(host_of(&with_user, &host(&[])), None);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! → forward (hyper's pooled client, timeouts, bounded retries within a
 //! budget) → log ([`access_log`], metrics). [`server`] accepts connections
 //! and speaks HTTP with hyper, with the limits a gateway needs (header read
-//! timeout, header size and count, body size, HTTP/2 streams, keep-alive).
+//! timeout, header size and count, body size, HTTP/2 streams, keep-alive);
+//! for https listeners [`tls`] terminates TLS first (rustls, certificates
+//! by SNI, reloadable).
 //! It depends on weir-common and weir-config, never on the L4 engine.
 
 #![forbid(unsafe_code)]
@@ -17,8 +19,10 @@ pub mod access_log;
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod outlier;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod tls;
 
 pub use server::{HttpService, HttpStartError};

@@ -31,6 +31,7 @@ use crate::access_log::{AccessLogger, Entry};
 use crate::body::{ProxyBody, Tracked, empty, full};
 use crate::error::GatewayError;
 use crate::headers;
+use crate::outlier::Outliers;
 use crate::route::RouteTable;
 
 /// The HTTP client to backends (pooled keep-alive connections per backend).
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub max_body_bytes: u64,
     /// Access log.
     pub access_log: AccessLogger,
+    /// Passive outlier detection, shared by every HTTP listener.
+    pub outliers: Arc<Outliers>,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -65,6 +68,7 @@ impl Gateway {
         request_keys: Vec<Option<RequestKey>>,
         max_body_bytes: u64,
         access_log: AccessLogger,
+        outliers: Arc<Outliers>,
     ) -> Self {
         let clients = (0..routes.len())
             .map(|id| {
@@ -82,6 +86,7 @@ impl Gateway {
             clients,
             max_body_bytes,
             access_log,
+            outliers,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -244,9 +249,24 @@ async fn pipeline(
         return Err(GatewayError::NoBackend);
     }
 
-    // Forward.
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, "http");
+    // Forward. An upgrade (WebSocket) keeps its Connection/Upgrade headers,
+    // takes one attempt, and on 101 becomes a tunnel.
+    let upgrade = is_upgrade(&parts);
+    let mut client_upgrade = if upgrade {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let proto = crate::tls::forwarded_proto(&parts.extensions);
+    headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, proto);
+    // The backend sees the host the request was routed by: an absolute-form
+    // target (or HTTP/2 :authority) replaces any Host header (RFC 9112 §3.2.2).
+    if let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
     headers::apply(&mut parts.headers, &route.request_headers);
     if !parts.headers.contains_key(header::HOST)
         && let Ok(v) = HeaderValue::from_str(&ex.host)
@@ -255,9 +275,20 @@ async fn pipeline(
     }
     parts.version = Version::HTTP_11;
     let limit = usize::try_from(gw.max_body_bytes).unwrap_or(usize::MAX);
+    // Set when the client's body fails (too large, malformed, cut off): that
+    // failure is the client's, never the backend's.
+    let body_error = Arc::new(std::sync::OnceLock::new());
+    let body_failed = Arc::clone(&body_error);
     let mut body = Some(
         Limited::new(body, limit)
-            .map_err(crate::body::BoxError::from)
+            .map_err(move |e: crate::body::BoxError| {
+                let _ = body_failed.set(if e.is::<http_body_util::LengthLimitError>() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BadRequest
+                });
+                e
+            })
             .boxed(),
     );
     let deadline = ex.start + route.request_timeout;
@@ -269,7 +300,7 @@ async fn pipeline(
     let mut last_error = GatewayError::NoBackend;
     for (attempt, &index) in candidates.as_slice().iter().enumerate() {
         if attempt > 0 {
-            if !gw.take_retry() {
+            if upgrade || !gw.take_retry() {
                 break;
             }
             metrics::counter!(names::HTTP_RETRIES, "listener" => gw.listener.to_string(), "route" => route.name.clone()).increment(1);
@@ -299,17 +330,15 @@ async fn pipeline(
             Ok(Err(e)) => {
                 let connect = e.is_connect();
                 tracing::debug!(route = %route.name, backend = %backend.name, error = %e, connect, "backend request failed");
-                if let Some(source) = std::error::Error::source(&e)
-                    && source
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                {
-                    return Err(GatewayError::BodyTooLarge);
+                if let Some(&client_fault) = body_error.get() {
+                    return Err(client_fault);
                 }
                 if connect {
                     count_connect_error(pool, index as usize);
                     passive(pool, backend, false);
                 }
+                gw.outliers
+                    .record(&gw.pools, pool_index, index as usize, true);
                 last_error = GatewayError::BadGateway;
                 if replayable && (connect || idempotent) {
                     continue;
@@ -318,6 +347,17 @@ async fn pipeline(
             }
             Ok(Ok(resp)) => {
                 passive(pool, backend, true);
+                gw.outliers.record(
+                    &gw.pools,
+                    pool_index,
+                    index as usize,
+                    resp.status().is_server_error(),
+                );
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_side) = client_upgrade.take()
+                {
+                    return Ok(tunnel(resp, client_side, in_flight));
+                }
                 let status = resp.status();
                 let retryable = matches!(
                     status,
@@ -332,6 +372,46 @@ async fn pipeline(
         }
     }
     Err(last_error)
+}
+
+/// True for an HTTP/1.1 request asking to switch protocols (WebSocket…).
+fn is_upgrade(parts: &http::request::Parts) -> bool {
+    parts.version == Version::HTTP_11
+        && parts.headers.contains_key(header::UPGRADE)
+        && parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Answers 101 to the client and joins the two upgraded connections with a
+/// byte tunnel (half-close exact, like L4). The backend's in-flight slot is
+/// held for the tunnel's life.
+fn tunnel(
+    mut resp: Response<Incoming>,
+    client_side: hyper::upgrade::OnUpgrade,
+    in_flight: weir_common::backend::InFlight,
+) -> Response<ProxyBody> {
+    let backend_side = hyper::upgrade::on(&mut resp);
+    let (mut parts, _) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, true);
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        match tokio::try_join!(client_side, backend_side) {
+            Ok((client, backend)) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut backend = hyper_util::rt::TokioIo::new(backend);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    Response::from_parts(parts, empty())
 }
 
 fn count_connect_error(pool: &PoolRuntime, index: usize) {

@@ -1,5 +1,8 @@
 //! The HTTP listener: accept, then serve HTTP/1.1 and cleartext HTTP/2
 //! (prior knowledge) on each connection with hyper, with the limits set.
+//! An https listener first does the TLS handshake ([`crate::tls`]) within
+//! the header read timeout, then serves the same way over the TLS stream
+//! (HTTP/2 when the client negotiated `h2` with ALPN).
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use weir_common::listener::{AcceptBackoff, AcceptErrorKind, bind_tcp};
@@ -21,8 +25,10 @@ use weir_config::http::{HttpOptions, RequestKey};
 
 use crate::access_log::AccessLogger;
 use crate::body::{LastActivity, Watched};
+use crate::outlier::Outliers;
 use crate::proxy::{self, Gateway};
 use crate::route::RouteTable;
+use crate::tls::{OverTls, ServerTls, TlsError};
 
 /// Why an HTTP listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,14 @@ pub enum HttpStartError {
         /// The cause.
         source: io::Error,
     },
+    /// The TLS certificates could not be loaded.
+    #[error("listener {listener:?}: {source}")]
+    Tls {
+        /// Listener name.
+        listener: String,
+        /// The cause.
+        source: TlsError,
+    },
 }
 
 /// A bound HTTP listener.
@@ -54,6 +68,7 @@ pub struct HttpService {
     options: HttpOptions,
     max_connections: usize,
     gateway: Arc<Gateway>,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl std::fmt::Debug for HttpService {
@@ -66,11 +81,13 @@ impl std::fmt::Debug for HttpService {
 
 impl HttpService {
     /// Binds `config` (an HTTP listener). `pools` and `request_keys` are
-    /// indexed like the configuration's pools.
+    /// indexed like the configuration's pools; `outliers` is shared by every
+    /// HTTP listener so a pool has one outlier detector.
     pub fn bind(
         config: &Listener,
         pools: Vec<Arc<PoolRuntime>>,
         request_keys: Vec<Option<RequestKey>>,
+        outliers: Arc<Outliers>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -99,6 +116,17 @@ impl HttpService {
                 source,
             }
         })?;
+        let tls = match &config.tls {
+            Some(options) => Some(Arc::new(
+                ServerTls::new(&config.name, options.clone()).map_err(|source| {
+                    HttpStartError::Tls {
+                        listener: config.name.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let gateway = Gateway::new(
             &config.name,
             RouteTable::new(options.routes.clone()),
@@ -106,6 +134,7 @@ impl HttpService {
             request_keys,
             options.max_body_bytes,
             access_log,
+            outliers,
         );
         Ok(Self {
             name: config.name.clone(),
@@ -113,7 +142,13 @@ impl HttpService {
             options,
             max_connections: config.max_connections,
             gateway: Arc::new(gateway),
+            tls,
         })
+    }
+
+    /// The listener's TLS (https listeners), to reload its certificates.
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
     }
 
     /// The listener's name.
@@ -146,6 +181,8 @@ impl HttpService {
                 gateway: Arc::clone(&self.gateway),
                 builder: Arc::clone(&builder),
                 keepalive: self.options.keepalive_timeout,
+                tls: self.tls.clone(),
+                handshake_timeout: self.options.header_read_timeout,
                 shutdown: shutdown.clone(),
                 hard_stop: hard_stop.clone(),
             };
@@ -183,6 +220,8 @@ struct ConnContext {
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     keepalive: Duration,
+    tls: Option<Arc<ServerTls>>,
+    handshake_timeout: Duration,
     shutdown: Shutdown,
     hard_stop: Shutdown,
 }
@@ -245,9 +284,60 @@ async fn accept_loop(
 
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: ConnContext) {
     let activity = LastActivity::new();
-    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+    let stream = Watched::new(stream, Arc::clone(&activity));
+    match &ctx.tls {
+        None => serve_http(stream, peer, &ctx, &activity, false).await,
+        Some(tls) => {
+            if let Some(stream) = handshake(tls, stream, peer, &ctx).await {
+                serve_http(stream, peer, &ctx, &activity, true).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake, bounded by the header read timeout; `None` (counted,
+/// logged at debug) when it fails, times out or weir stops first.
+async fn handshake<I>(
+    tls: &ServerTls,
+    stream: I,
+    peer: SocketAddr,
+    ctx: &ConnContext,
+) -> Option<tokio_rustls::server::TlsStream<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let accept = tokio::time::timeout(ctx.handshake_timeout, tls.acceptor().accept(stream));
+    let error = tokio::select! {
+        result = accept => match result {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {:?}", ctx.handshake_timeout),
+        },
+        () = ctx.hard_stop.wait() => return None,
+    };
+    metrics::counter!(names::TLS_HANDSHAKE_ERRORS, "listener" => tls.listener().to_owned())
+        .increment(1);
+    tracing::debug!(listener = %tls.listener(), client = %peer, error = %error, "tls handshake failed");
+    None
+}
+
+/// Serves HTTP on one (plain or TLS) connection until it ends, idles out or
+/// weir stops.
+async fn serve_http<I>(
+    stream: I,
+    peer: SocketAddr,
+    ctx: &ConnContext,
+    activity: &Arc<LastActivity>,
+    over_tls: bool,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let gateway = Arc::clone(&ctx.gateway);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if over_tls {
+            req.extensions_mut().insert(OverTls);
+        }
         let gateway = Arc::clone(&gateway);
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(gateway, peer, req).await) }
     });

@@ -7,6 +7,12 @@ mod support;
 
 mod cli;
 mod dns;
+mod http_bad_input;
+mod http_gateway;
+mod http_health;
+mod http_outlier;
+mod http_tls;
+mod http_upgrade;
 mod l4_faults;
 mod l4_health;
 mod l4_proxy;

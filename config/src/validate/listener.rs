@@ -24,9 +24,10 @@ pub(super) fn listener(
             ("tcp", Protocol::Tcp),
             ("udp", Protocol::Udp),
             ("http", Protocol::Http),
+            ("https", Protocol::Https),
         ],
     );
-    // HTTP rides on TCP: the two share the port space.
+    // HTTP and HTTPS ride on TCP: they share its port space.
     let transport = if protocol == Protocol::Udp {
         Protocol::Udp
     } else {
@@ -60,7 +61,7 @@ pub(super) fn listener(
     wrong_protocol(r, path, l, protocol);
     let pool = match (&l.pool, protocol) {
         (Some(name), _) => pools.resolve(r, &format!("{path}.pool"), name),
-        (None, Protocol::Http) => None,
+        (None, p) if p.is_http() => None,
         (None, _) => {
             r.error(
                 format!("{path}.pool"),
@@ -70,7 +71,7 @@ pub(super) fn listener(
         }
     };
     if let Some(p) = pool.and_then(|i| pools.pools.get(i))
-        && protocol != Protocol::Http
+        && !protocol.is_http()
         && p.request_key.is_some()
     {
         r.error(
@@ -104,7 +105,10 @@ pub(super) fn listener(
             .sockets
             .map(|n| r.range(&format!("{path}.sockets"), Some(n), 1, 1, 64) as usize),
     });
-    let http = (protocol == Protocol::Http).then(|| super::route::http_options(r, path, l, pools));
+    let http = protocol
+        .is_http()
+        .then(|| super::route::http_options(r, path, l, pools));
+    let tls = (protocol == Protocol::Https).then(|| super::tls::tls_options(r, path, l));
     Listener {
         name: l.name.clone(),
         bind,
@@ -139,17 +143,21 @@ pub(super) fn listener(
         keepalive,
         udp,
         http,
+        tls,
     }
 }
 
 /// Keys that only mean something for other protocols are errors, not
 /// silently ignored settings.
 fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protocol) {
-    use Protocol::{Http, Tcp, Udp};
-    let keys: [(&str, bool, &[Protocol]); 19] = [
-        ("max_connections", l.max_connections.is_some(), &[Tcp, Http]),
-        ("backlog", l.backlog.is_some(), &[Tcp, Http]),
-        ("keepalive", l.keepalive.is_some(), &[Tcp, Http]),
+    use Protocol::{Http, Https, Tcp, Udp};
+    // What applies to http applies to https (HTTP over TLS) too.
+    const HTTP: &[Protocol] = &[Http, Https];
+    const TCP_HTTP: &[Protocol] = &[Tcp, Http, Https];
+    let keys: [(&str, bool, &[Protocol]); 21] = [
+        ("max_connections", l.max_connections.is_some(), TCP_HTTP),
+        ("backlog", l.backlog.is_some(), TCP_HTTP),
+        ("keepalive", l.keepalive.is_some(), TCP_HTTP),
         ("connect_timeout", l.connect_timeout.is_some(), &[Tcp]),
         ("connect_attempts", l.connect_attempts.is_some(), &[Tcp]),
         ("splice", l.splice.is_some(), &[Tcp]),
@@ -158,31 +166,34 @@ fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protoco
         ("max_flows", l.max_flows.is_some(), &[Udp]),
         ("max_datagram_size", l.max_datagram_size.is_some(), &[Udp]),
         ("sockets", l.sockets.is_some(), &[Udp]),
-        (
-            "header_read_timeout",
-            l.header_read_timeout.is_some(),
-            &[Http],
-        ),
-        ("max_header_bytes", l.max_header_bytes.is_some(), &[Http]),
-        ("max_headers", l.max_headers.is_some(), &[Http]),
-        ("max_body_bytes", l.max_body_bytes.is_some(), &[Http]),
-        ("keepalive_timeout", l.keepalive_timeout.is_some(), &[Http]),
+        ("header_read_timeout", l.header_read_timeout.is_some(), HTTP),
+        ("max_header_bytes", l.max_header_bytes.is_some(), HTTP),
+        ("max_headers", l.max_headers.is_some(), HTTP),
+        ("max_body_bytes", l.max_body_bytes.is_some(), HTTP),
+        ("keepalive_timeout", l.keepalive_timeout.is_some(), HTTP),
         (
             "max_concurrent_streams",
             l.max_concurrent_streams.is_some(),
-            &[Http],
+            HTTP,
         ),
-        ("access_log", l.access_log.is_some(), &[Http]),
-        ("routes", l.routes.is_some(), &[Http]),
+        ("access_log", l.access_log.is_some(), HTTP),
+        ("routes", l.routes.is_some(), HTTP),
+        ("certificates", l.certificates.is_some(), &[Https]),
+        ("tls_min_version", l.tls_min_version.is_some(), &[Https]),
     ];
     for (key, set, allowed) in keys {
         if set && !allowed.contains(&protocol) {
             let names: Vec<&str> = allowed.iter().map(|p| p.name()).collect();
+            let names = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => names.concat(),
+            };
             r.error(
                 format!("{path}.{key}"),
                 format!(
-                    "only applies to {} listeners; this listener's protocol is {:?}",
-                    names.join(" and "),
+                    "only applies to {names} listeners; this listener's protocol is {:?}",
                     protocol.name()
                 ),
             );

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::duration::parse_duration;
@@ -12,6 +13,7 @@ use crate::raw::RawConfig;
 mod listener;
 mod pool;
 mod route;
+mod tls;
 
 /// The validated pools, for resolving names in listeners and routes.
 pub(crate) struct Pools<'a> {
@@ -63,9 +65,16 @@ pub struct Validated {
 pub(crate) struct Report {
     pub(crate) errors: Vec<FieldError>,
     pub(crate) warnings: Vec<FieldError>,
+    /// Relative file paths are relative to this directory.
+    pub(crate) dir: PathBuf,
 }
 
 impl Report {
+    /// `path` as written in the file, resolved against [`Report::dir`].
+    pub(crate) fn file(&self, path: &str) -> PathBuf {
+        self.dir.join(path)
+    }
+
     pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
@@ -145,9 +154,20 @@ impl Report {
     }
 }
 
-/// Validates `raw` into a [`Config`], or returns every error found.
+/// Validates `raw` into a [`Config`], or returns every error found. Relative
+/// file paths are relative to the current directory.
 pub fn validate(raw: &RawConfig) -> Result<Validated, Vec<FieldError>> {
-    let mut r = Report::default();
+    validate_in(raw, Path::new(""))
+}
+
+/// Like [`validate`], with relative file paths (TLS certificates) resolved
+/// against `dir`. Certificate files are read and checked here, so `weir
+/// check` catches a missing file or a key that does not match.
+pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldError>> {
+    let mut r = Report {
+        dir: dir.to_owned(),
+        ..Report::default()
+    };
 
     // Checked even when disabled, so a typo does not wait until it is enabled.
     let admin_text = raw.admin.address.as_deref().unwrap_or("127.0.0.1:9090");

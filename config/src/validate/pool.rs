@@ -154,6 +154,7 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
         algorithm,
         hash_key,
         request_key,
+        outlier_detection: outlier_detection(r, path, p),
         backends,
         health_check,
         passive: p.passive.unwrap_or(true),
@@ -241,17 +242,22 @@ fn health_check(r: &mut Report, path: &str, c: &RawHealthCheck) -> Option<CheckC
         Tcp,
         SendExpect,
         Udp,
+        Http,
     }
+    const KINDS: [(&str, Kind); 4] = [
+        ("tcp", Kind::Tcp),
+        ("send_expect", Kind::SendExpect),
+        ("udp", Kind::Udp),
+        ("http", Kind::Http),
+    ];
     let kind = r.one_of(
         &format!("{path}.type"),
         c.kind.as_deref(),
         Kind::Tcp,
-        &[
-            ("tcp", Kind::Tcp),
-            ("send_expect", Kind::SendExpect),
-            ("udp", Kind::Udp),
-        ],
+        &KINDS,
     );
+    let kind_name = c.kind.as_deref().unwrap_or("tcp");
+    let known = KINDS.iter().any(|(name, _)| *name == kind_name);
     let interval = r.duration(
         &format!("{path}.interval"),
         c.interval.as_deref(),
@@ -282,7 +288,42 @@ fn health_check(r: &mut Report, path: &str, c: &RawHealthCheck) -> Option<CheckC
         c.expect.as_deref(),
         c.expect_hex.as_deref(),
     );
+    if !known {
+        // The type is already reported; still check the http values so one
+        // round shows every mistake.
+        http_fields(r, path, c);
+    } else if !matches!(kind, Kind::Http) {
+        for (key, set) in [
+            ("path", c.path.is_some()),
+            ("method", c.method.is_some()),
+            ("host", c.host.is_some()),
+            ("expect_status", c.expect_status.is_some()),
+        ] {
+            if set {
+                r.error(
+                    format!("{path}.{key}"),
+                    format!("only applies to type \"http\", not {kind_name:?}"),
+                );
+            }
+        }
+    }
     let probe = match kind {
+        Kind::Http => {
+            for (key, set) in [
+                ("send", c.send.is_some()),
+                ("send_hex", c.send_hex.is_some()),
+                ("expect", c.expect.is_some()),
+                ("expect_hex", c.expect_hex.is_some()),
+            ] {
+                if set {
+                    r.error(
+                        format!("{path}.{key}"),
+                        "only applies to type \"send_expect\" or \"udp\", not \"http\"",
+                    );
+                }
+            }
+            http_fields(r, path, c)
+        }
         Kind::Tcp => {
             if send.is_some() || expect.is_some() {
                 r.error(
@@ -332,6 +373,83 @@ fn health_check(r: &mut Report, path: &str, c: &RawHealthCheck) -> Option<CheckC
     })
 }
 
+/// The probe of an `http` check, reporting bad values of its keys.
+fn http_fields(r: &mut Report, path: &str, c: &RawHealthCheck) -> Probe {
+    // Request line and Host header: visible ASCII only, so nothing can split
+    // or smuggle into the request.
+    let visible = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+    let target = c.path.clone().unwrap_or_else(|| "/".to_owned());
+    if !target.starts_with('/') {
+        r.error(
+            format!("{path}.path"),
+            format!("path {target:?} must start with \"/\""),
+        );
+    } else if !visible(&target) {
+        r.error(
+            format!("{path}.path"),
+            format!(
+                "path {target:?} must be visible ASCII without spaces (percent-encode the rest)"
+            ),
+        );
+    }
+    let method = c.method.as_deref().unwrap_or("GET");
+    if !super::route::is_header_name(method) {
+        r.error(
+            format!("{path}.method"),
+            format!("invalid method {method:?}; expected an HTTP token like \"GET\" or \"HEAD\""),
+        );
+    }
+    if let Some(host) = &c.host
+        && !visible(host)
+    {
+        r.error(
+            format!("{path}.host"),
+            format!("host {host:?} must be non-empty visible ASCII, without spaces or control characters"),
+        );
+    }
+    let expect_status = match c.expect_status.as_deref() {
+        None => (200, 399),
+        Some(text) => status_range(text).unwrap_or_else(|msg| {
+            r.error(format!("{path}.expect_status"), msg);
+            (200, 399)
+        }),
+    };
+    Probe::Http {
+        method: method.to_ascii_uppercase(),
+        path: target,
+        host: c.host.clone(),
+        expect_status,
+    }
+}
+
+/// Parses `"200-399"` or `"204"` into an inclusive range within 100..=599.
+fn status_range(text: &str) -> Result<(u16, u16), String> {
+    let code = |part: &str| {
+        let part = part.trim();
+        (part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u16>().ok())
+            .flatten()
+    };
+    let parsed = match text.split_once('-') {
+        Some((low, high)) => code(low).zip(code(high)),
+        None => code(text).map(|c| (c, c)),
+    };
+    let Some((low, high)) = parsed else {
+        return Err(format!(
+            "invalid status {text:?}; expected a code like \"204\" or a range like \"200-399\""
+        ));
+    };
+    if !(100..=599).contains(&low) || !(100..=599).contains(&high) {
+        return Err(format!("status {text:?} is outside 100 to 599"));
+    }
+    if low > high {
+        return Err(format!(
+            "status range {text:?} is reversed; write \"{high}-{low}\""
+        ));
+    }
+    Ok((low, high))
+}
+
 fn bytes(
     r: &mut Report,
     path: &str,
@@ -376,4 +494,45 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
             }
         })
         .collect()
+}
+
+/// `[pools.outlier_detection]`.
+fn outlier_detection(
+    r: &mut Report,
+    path: &str,
+    p: &RawPool,
+) -> Option<crate::http::OutlierDetection> {
+    let o = p.outlier_detection.as_ref()?;
+    let path = format!("{path}.outlier_detection");
+    let base = r.duration(
+        &format!("{path}.base_ejection"),
+        o.base_ejection.as_deref(),
+        Duration::from_secs(30),
+    );
+    let max = r.duration(
+        &format!("{path}.max_ejection"),
+        o.max_ejection.as_deref(),
+        Duration::from_secs(300),
+    );
+    if max < base {
+        r.error(
+            format!("{path}.max_ejection"),
+            format!(
+                "max_ejection {} is shorter than base_ejection {}",
+                format_duration(max),
+                format_duration(base)
+            ),
+        );
+    }
+    Some(crate::http::OutlierDetection {
+        consecutive_failures: r.range(
+            &format!("{path}.consecutive_failures"),
+            o.consecutive_failures,
+            5,
+            1,
+            1000,
+        ),
+        base_ejection: base,
+        max_ejection: max,
+    })
 }

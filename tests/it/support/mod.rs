@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod fake;
+pub mod fake_http;
 pub mod fake_udp;
 pub mod peers;
 
@@ -54,6 +55,8 @@ pub struct Weir {
     pub listener: String,
     /// Pool name (metric label).
     pub pool: String,
+    /// Reloads the https listeners' certificates (what SIGHUP does).
+    pub tls: weir::TlsReloader,
     trigger: Option<ShutdownTrigger>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -88,6 +91,7 @@ impl Weir {
             Err(e) => panic!("test config invalid: {e}\n{text}"),
         };
         let app = App::bind(config).expect("bind");
+        let tls = app.tls_reloader();
         let addr = app.listener_addrs(&listener)[0];
         let admin = app.admin_addr().expect("admin");
         let (trigger, shutdown) = Shutdown::new();
@@ -97,6 +101,7 @@ impl Weir {
             admin,
             listener,
             pool,
+            tls,
             trigger: Some(trigger),
             task: Some(task),
         }
@@ -116,6 +121,33 @@ impl Weir {
             algorithm,
             &format!("protocol = \"udp\"\n{extra_listener}"),
             extra_pool,
+        )
+    }
+
+    /// Like [`Weir::simple`], for an HTTP listener whose `pool` catches what
+    /// no route matches (route `default`); the access log is off unless
+    /// `extra_listener` sets it. `extra_listener` may end with
+    /// `[[listeners.routes]]` tables (using `pool = "{pool}"`).
+    pub fn http(algorithm: &str, extra_listener: &str, extra_pool: &str) -> String {
+        let log = if extra_listener.contains("access_log") {
+            ""
+        } else {
+            "access_log = \"off\"\n"
+        };
+        Self::simple(
+            algorithm,
+            &format!("protocol = \"http\"\n{log}{extra_listener}"),
+            extra_pool,
+        )
+    }
+
+    /// Like [`Weir::http`], without a listener pool: only the routes in
+    /// `extra_listener` match, everything else gets 404.
+    pub fn http_routes(algorithm: &str, extra_listener: &str, extra_pool: &str) -> String {
+        Self::http(algorithm, extra_listener, extra_pool).replacen(
+            "pool = \"{pool}\"\nprotocol",
+            "protocol",
+            1,
         )
     }
 
