@@ -125,8 +125,9 @@ fn check(text: &str) -> Result<(), TestCaseError> {
             let c = &v.config;
             prop_assert!(!c.listeners.is_empty());
             for l in &c.listeners {
-                // TCP and UDP listeners always have a pool; HTTP ones may not.
-                prop_assert!(l.pool.is_some() || l.protocol == weir_config::Protocol::Http);
+                // TCP and UDP listeners always have a pool; HTTP(S) ones may not.
+                prop_assert!(l.pool.is_some() || l.protocol.is_http());
+                prop_assert_eq!(l.tls.is_some(), l.protocol == weir_config::Protocol::Https);
                 prop_assert!(l.pool.is_none_or(|p| p < c.pools.len()));
                 if let Some(h) = &l.http {
                     for r in &h.routes {

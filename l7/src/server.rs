@@ -334,7 +334,15 @@ async fn serve_http<I>(
 {
     let io = TokioIo::new(stream);
     let gateway = Arc::clone(&ctx.gateway);
+    // hyper's header timer starts only once hyper-util has seen enough bytes
+    // to tell HTTP/1 from HTTP/2: a connection that sends nothing at all is
+    // closed here when no request has begun within the header read timeout.
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&started);
+    let first_request_by = tokio::time::sleep(ctx.handshake_timeout);
+    tokio::pin!(first_request_by);
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        seen.store(true, std::sync::atomic::Ordering::Relaxed);
         if over_tls {
             req.extensions_mut().insert(OverTls);
         }
@@ -359,6 +367,12 @@ async fn serve_http<I>(
                 if activity.idle() >= ctx.keepalive {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                }
+            }
+            () = &mut first_request_by, if !closing && !started.load(std::sync::atomic::Ordering::Relaxed) => {
+                if !started.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(client = %peer, "no request within the header read timeout; closing");
+                    return;
                 }
             }
             () = ctx.shutdown.wait(), if !closing => {

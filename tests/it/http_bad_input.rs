@@ -467,9 +467,6 @@ async fn an_idle_kept_alive_connection_is_closed_at_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a connection that never sends a byte is held until keepalive_timeout (60 s), \
-            not header_read_timeout: hyper-util's auto builder waits for bytes to tell HTTP/1 \
-            from HTTP/2 before hyper's header timer starts (fix belongs in l7/src/server.rs)"]
 async fn a_silent_connection_is_closed_at_the_header_read_timeout() {
     let (backend, weir) = gateway("header_read_timeout = \"500ms\"").await;
     let mut s = TcpStream::connect(weir.addr).await.unwrap();
