@@ -217,15 +217,12 @@ impl App {
                         Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
                     }
                     #[cfg(feature = "l7")]
-                    Protocol::Http | Protocol::Https => {
-                        let keys = config.pools.iter().map(|p| p.request_key.clone()).collect();
-                        Service::Http(weir_l7::HttpService::bind(
-                            l,
-                            pools.clone(),
-                            keys,
-                            Arc::clone(&outliers),
-                        )?)
-                    }
+                    Protocol::Http | Protocol::Https => Service::Http(weir_l7::HttpService::bind(
+                        l,
+                        pools.clone(),
+                        &config.pools,
+                        Arc::clone(&outliers),
+                    )?),
                     #[cfg(not(feature = "l7"))]
                     Protocol::Http | Protocol::Https => {
                         return Err(StartError::NoL7(l.name.clone()));

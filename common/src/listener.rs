@@ -45,6 +45,109 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// A connection accepted within the listener's limit.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The client's socket.
+    pub stream: tokio::net::TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// One of the listener's `max_connections` slots, held for the
+    /// connection's life.
+    pub permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// An accept loop's policy in one place, shared by the TCP proxy and the
+/// HTTP gateway: connections over the limit are reset at once and counted;
+/// accept errors are counted by kind, logged once per episode, and backed off
+/// (fd exhaustion) or skipped (per-connection errors); nothing ends the loop
+/// but shutdown.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: tokio::net::TcpListener,
+    name: String,
+    limit: std::sync::Arc<tokio::sync::Semaphore>,
+    accepted: metrics::Counter,
+    rejected: metrics::Counter,
+    errors: [metrics::Counter; 3],
+    backoff: AcceptBackoff,
+    logged: bool,
+}
+
+impl Acceptor {
+    /// Accepts on `listener` for the listener named `name`, at most `limit`
+    /// connections at once.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        name: &str,
+        limit: std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Self {
+        use crate::metrics as names;
+        let error = |k: AcceptErrorKind| metrics::counter!(names::LISTENER_ACCEPT_ERRORS, "listener" => name.to_owned(), "reason" => k.label());
+        Self {
+            listener,
+            name: name.to_owned(),
+            limit,
+            accepted: metrics::counter!(names::LISTENER_ACCEPTED, "listener" => name.to_owned()),
+            rejected: metrics::counter!(names::LISTENER_REJECTED, "listener" => name.to_owned(), "reason" => "max_connections"),
+            errors: [
+                error(AcceptErrorKind::Connection),
+                error(AcceptErrorKind::Exhausted),
+                error(AcceptErrorKind::Other),
+            ],
+            backoff: AcceptBackoff::new(),
+            logged: false,
+        }
+    }
+
+    /// The next connection within the limit; `None` once `shutdown` fires.
+    pub async fn next(&mut self, shutdown: &crate::shutdown::Shutdown) -> Option<Accepted> {
+        loop {
+            let result = tokio::select! {
+                r = self.listener.accept() => r,
+                () = shutdown.wait() => return None,
+            };
+            match result {
+                Ok((stream, peer)) => {
+                    self.backoff.reset();
+                    self.logged = false;
+                    self.accepted.increment(1);
+                    match std::sync::Arc::clone(&self.limit).try_acquire_owned() {
+                        Ok(permit) => {
+                            return Some(Accepted {
+                                stream,
+                                peer,
+                                permit,
+                            });
+                        }
+                        Err(_) => {
+                            self.rejected.increment(1);
+                            // Reset rather than FIN: prompt for the client, no TIME_WAIT for us.
+                            let _ =
+                                socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        }
+                    }
+                }
+                Err(err) => {
+                    let kind = AcceptErrorKind::of(&err);
+                    self.errors[kind as usize].increment(1);
+                    if !self.logged && kind != AcceptErrorKind::Connection {
+                        tracing::warn!(listener = %self.name, error = %err, "accept failed; backing off");
+                        self.logged = true;
+                    }
+                    let pause = self.backoff.pause(kind);
+                    if !pause.is_zero() {
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = shutdown.wait() => return None,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What an accept(2) error means for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptErrorKind {

@@ -134,6 +134,30 @@ pub enum RequestKey {
     Path,
 }
 
+/// The HTTP version the gateway speaks to a pool's backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum UpstreamVersion {
+    /// HTTP/1.1, pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (h2c): requests are multiplexed
+    /// on pooled connections, and trailers (gRPC) pass through both ways.
+    H2c,
+}
+
+impl UpstreamVersion {
+    /// The configuration names, in order.
+    pub const NAMES: [&'static str; 2] = ["http1", "h2c"];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2c => "h2c",
+        }
+    }
+}
+
 impl Route {
     /// One line for `weir check`.
     pub fn summary(&self, pools: &[crate::Pool]) -> String {

@@ -9,7 +9,7 @@ use weir_common::health::probe::Probe;
 use weir_common::select::{Algorithm, HashKey};
 
 use crate::duration::format_duration;
-use crate::http::{HttpOptions, OutlierDetection, RequestKey};
+use crate::http::{HttpOptions, OutlierDetection, RequestKey, UpstreamVersion};
 use crate::tls::TlsOptions;
 
 /// A validated configuration.
@@ -134,6 +134,8 @@ pub struct Pool {
     pub passive: bool,
     /// Rest period for passively-failed backends without active checks.
     pub fail_timeout: Duration,
+    /// The HTTP version HTTP listeners speak to the backends.
+    pub http_version: UpstreamVersion,
 }
 
 impl Pool {
@@ -278,9 +280,13 @@ impl Config {
                 ),
                 None => "no active checks".to_owned(),
             };
+            let h2c = match p.http_version {
+                UpstreamVersion::H2c => ", h2c to backends",
+                UpstreamVersion::Http1 => "",
+            };
             let _ = writeln!(
                 out,
-                "pool      {} {algo}, {} backends, {check}",
+                "pool      {} {algo}, {} backends, {check}{h2c}",
                 p.name,
                 p.backends.len()
             );

@@ -335,6 +335,13 @@ pub struct RawPool {
     /// Without active checks: how long a backend marked down by real traffic
     /// rests before it is tried again. Duration. Default `"10s"`.
     pub fail_timeout: Option<String>,
+    /// The HTTP version HTTP listeners speak to this pool's backends:
+    /// `"http1"` (HTTP/1.1) or `"h2c"` (cleartext HTTP/2 with prior
+    /// knowledge, which gRPC backends need: trailers and `te: trailers` pass
+    /// through, requests share multiplexed connections; WebSocket upgrades
+    /// need `"http1"`). Ignored by TCP and UDP listeners (with a warning for
+    /// `"h2c"` on a pool only they use). Default `"http1"`.
+    pub http_version: Option<String>,
 }
 
 /// `[[pools.backends]]`

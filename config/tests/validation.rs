@@ -73,6 +73,11 @@ fn errors_table() {
             vec!["pools[1].name: must not be empty"],
         ),
         (
+            "unknown http_version",
+            doc("", &format!("http_version = \"h2\"\n{ONE}")),
+            vec!["pools[0].http_version: unknown value \"h2\"; expected one of: http1, h2c"],
+        ),
+        (
             "unknown protocol",
             doc("protocol = \"sctp\"", ONE),
             vec![
@@ -810,6 +815,24 @@ fn warnings_table() {
             "unused pool",
             format!("{}\n[[pools]]\nname = \"spare\"\n{ONE}\n", doc("", ONE)),
             vec!["pools[1]: pool \"spare\" is not used by any listener"],
+        ),
+        (
+            "h2c on a pool only a tcp listener uses",
+            doc("", &format!("http_version = \"h2c\"\n{ONE}")),
+            vec![
+                "pools[0].http_version: pool \"pg\" is used only by tcp/udp listeners, which forward bytes; \"h2c\" has no effect",
+            ],
+        ),
+        (
+            "h2c on a pool an http listener also uses",
+            doc("", &format!("http_version = \"h2c\"\n{ONE}"))
+                + "\n[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\npool = \"pg\"\n",
+            vec![],
+        ),
+        (
+            "http1 on a tcp pool is the default, no warning",
+            doc("", &format!("http_version = \"http1\"\n{ONE}")),
+            vec![],
         ),
         (
             "probe timeout longer than the interval",

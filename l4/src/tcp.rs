@@ -3,14 +3,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
-use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use weir_common::listener::{AcceptBackoff, AcceptErrorKind, bind_tcp};
+use weir_common::listener::{Accepted, Acceptor, bind_tcp};
 use weir_common::metrics as names;
 use weir_common::shutdown::{Drain, Shutdown};
 use weir_config::Listener;
@@ -34,10 +32,7 @@ pub struct BindError {
 /// Metric handles of one listener, registered once.
 #[derive(Debug, Clone)]
 struct ListenerMetrics {
-    accepted: Counter,
     active: Gauge,
-    rejected: Counter,
-    accept_errors: [Counter; 3],
     bytes: ByteCounters,
     unavailable: [Counter; 2],
     idle_timeouts: Counter,
@@ -48,17 +43,9 @@ struct ListenerMetrics {
 impl ListenerMetrics {
     fn new(name: &str) -> Self {
         let l = || ("listener", name.to_owned());
-        let accept_error = |k: AcceptErrorKind| metrics::counter!(names::LISTENER_ACCEPT_ERRORS, "listener" => name.to_owned(), "reason" => k.label());
         let unavailable = |u: Unavailable| metrics::counter!(names::LISTENER_NO_BACKEND, "listener" => name.to_owned(), "reason" => u.label());
         Self {
-            accepted: metrics::counter!(names::LISTENER_ACCEPTED, &[l()]),
             active: metrics::gauge!(names::LISTENER_ACTIVE, &[l()]),
-            rejected: metrics::counter!(names::LISTENER_REJECTED, "listener" => name.to_owned(), "reason" => "max_connections"),
-            accept_errors: [
-                accept_error(AcceptErrorKind::Connection),
-                accept_error(AcceptErrorKind::Exhausted),
-                accept_error(AcceptErrorKind::Other),
-            ],
             bytes: ByteCounters {
                 upstream: metrics::counter!(names::LISTENER_BYTES, "listener" => name.to_owned(), "direction" => "upstream"),
                 downstream: metrics::counter!(names::LISTENER_BYTES, "listener" => name.to_owned(), "direction" => "downstream"),
@@ -165,51 +152,22 @@ async fn accept_loop(
     hard_stop: Shutdown,
     drain: Drain,
 ) {
-    let mut backoff = AcceptBackoff::new();
-    let mut logged = false;
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = shutdown.wait() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff.reset();
-                logged = false;
-                shared.metrics.accepted.increment(1);
-                let Ok(permit) = Arc::clone(&shared.limit).try_acquire_owned() else {
-                    shared.metrics.rejected.increment(1);
-                    // Reset rather than FIN: prompt for the client, no TIME_WAIT for us.
-                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    continue;
-                };
-                let (shared, hard_stop, guard) =
-                    (Arc::clone(&shared), hard_stop.clone(), drain.enter());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = handle(stream, peer, &shared) => {}
-                        () = hard_stop.wait() => {}
-                    }
-                    drop(permit);
-                    drop(guard);
-                });
+    let mut acceptor = Acceptor::new(listener, &shared.config.name, Arc::clone(&shared.limit));
+    while let Some(Accepted {
+        stream,
+        peer,
+        permit,
+    }) = acceptor.next(&shutdown).await
+    {
+        let (shared, hard_stop, guard) = (Arc::clone(&shared), hard_stop.clone(), drain.enter());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = handle(stream, peer, &shared) => {}
+                () = hard_stop.wait() => {}
             }
-            Err(err) => {
-                let kind = AcceptErrorKind::of(&err);
-                shared.metrics.accept_errors[kind as usize].increment(1);
-                if !logged && kind != AcceptErrorKind::Connection {
-                    tracing::warn!(listener = %shared.config.name, error = %err, "accept failed; backing off");
-                    logged = true;
-                }
-                let pause = backoff.pause(kind);
-                if !pause.is_zero() {
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.wait() => return,
-                    }
-                }
-            }
-        }
+            drop(permit);
+            drop(guard);
+        });
     }
 }
 

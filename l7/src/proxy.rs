@@ -25,7 +25,7 @@ use weir_common::hash::{hash_bytes, mix64};
 use weir_common::health::{self, Source};
 use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
-use weir_config::http::{RequestKey, Route, RouteAction};
+use weir_config::http::{RequestKey, Route, RouteAction, UpstreamVersion};
 
 use crate::access_log::{AccessLogger, Entry};
 use crate::body::{ProxyBody, Tracked, empty, full};
@@ -47,7 +47,10 @@ pub struct Gateway {
     pub pools: Vec<Arc<PoolRuntime>>,
     /// Per pool: the HTTP request key, if it hashes on one.
     pub request_keys: Vec<Option<RequestKey>>,
-    /// Backend clients by route index (each route's connect timeout).
+    /// Per pool: the HTTP version spoken to its backends.
+    pub upstream_versions: Vec<UpstreamVersion>,
+    /// Backend clients by route index (each route's connect timeout, and
+    /// HTTP/2 only when the route's pool is h2c).
     pub clients: Vec<UpstreamClient>,
     /// Largest request body.
     pub max_body_bytes: u64,
@@ -60,22 +63,31 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `routes`, with one client per route.
+    /// A gateway over `routes`, with one client per route. `pools` and
+    /// `pool_configs` are indexed like the configuration's pools.
     pub fn new(
         listener: &str,
         routes: RouteTable,
         pools: Vec<Arc<PoolRuntime>>,
-        request_keys: Vec<Option<RequestKey>>,
+        pool_configs: &[weir_config::Pool],
         max_body_bytes: u64,
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
     ) -> Self {
+        let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
+        let upstream_versions: Vec<UpstreamVersion> =
+            pool_configs.iter().map(|p| p.http_version).collect();
         let clients = (0..routes.len())
             .map(|id| {
-                let connect = routes
-                    .get(id)
-                    .map_or(Duration::from_secs(5), |r| r.connect_timeout);
-                client(connect)
+                let route = routes.get(id);
+                let connect = route.map_or(Duration::from_secs(5), |r| r.connect_timeout);
+                let version = match route.map(|r| &r.action) {
+                    Some(RouteAction::Forward { pool, .. }) => {
+                        upstream_versions.get(*pool).copied().unwrap_or_default()
+                    }
+                    _ => UpstreamVersion::Http1,
+                };
+                client(connect, version)
             })
             .collect();
         Self {
@@ -83,6 +95,7 @@ impl Gateway {
             routes,
             pools,
             request_keys,
+            upstream_versions,
             clients,
             max_body_bytes,
             access_log,
@@ -106,17 +119,27 @@ impl Gateway {
     }
 }
 
-fn client(connect_timeout: Duration) -> UpstreamClient {
+/// A pooled client: HTTP/1.1 keep-alive connections, or for an h2c pool
+/// HTTP/2 with prior knowledge (one multiplexed connection per backend,
+/// more only while one is being set up).
+fn client(connect_timeout: Duration, version: UpstreamVersion) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
+    let mut builder = Client::builder(hyper_util::rt::TokioExecutor::new());
+    builder
         .timer(hyper_util::rt::TokioTimer::new())
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(512)
-        .build(connector)
+        .pool_max_idle_per_host(512);
+    if version == UpstreamVersion::H2c {
+        builder
+            .http2_only(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_while_idle(false);
+    }
+    builder.build(connector)
 }
 
 /// What the access log and metrics need to know about a request.
@@ -139,8 +162,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     gw.requests.fetch_add(1, Ordering::Relaxed);
-    let active = metrics::gauge!(names::HTTP_ACTIVE, "listener" => gw.listener.to_string());
-    active.increment(1.0);
+    let active =
+        Active::new(metrics::gauge!(names::HTTP_ACTIVE, "listener" => gw.listener.to_string()));
     let (mut parts, body) = req.into_parts();
     let seed = gw.requests.load(Ordering::Relaxed)
         ^ (Instant::now().elapsed().as_nanos() as u64)
@@ -165,6 +188,24 @@ pub async fn handle(
         }
     };
     finish(gw, ex, response, active)
+}
+
+/// One request counted in `weir_http_requests_active` until dropped, so a
+/// request whose handler is cancelled (the client closed its connection or
+/// reset its stream before the response began) does not stay active forever.
+struct Active(metrics::Gauge);
+
+impl Active {
+    fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 fn time_seed() -> u64 {
@@ -229,6 +270,7 @@ async fn pipeline(
         return Err(GatewayError::BodyTooLarge);
     }
     let pool = gw.pools.get(pool_index).ok_or(GatewayError::NoBackend)?;
+    let h2c = gw.upstream_versions.get(pool_index) == Some(&UpstreamVersion::H2c);
 
     // Select.
     let key = request_key(
@@ -250,14 +292,23 @@ async fn pipeline(
     }
 
     // Forward. An upgrade (WebSocket) keeps its Connection/Upgrade headers,
-    // takes one attempt, and on 101 becomes a tunnel.
-    let upgrade = is_upgrade(&parts);
+    // takes one attempt, and on 101 becomes a tunnel (HTTP/1.1 backends only:
+    // HTTP/2 has no Upgrade, so to an h2c pool it is a plain request).
+    let upgrade = !h2c && is_upgrade(&parts);
     let mut client_upgrade = if upgrade {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
     };
+    // `te: trailers` is the one TE an HTTP/2 request may carry (RFC 9113
+    // §8.2.2), and gRPC needs it: kept for h2c backends.
+    let te_trailers = h2c && headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if te_trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let proto = crate::tls::forwarded_proto(&parts.extensions);
     headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, proto);
     // The backend sees the host the request was routed by: an absolute-form
@@ -273,7 +324,15 @@ async fn pipeline(
     {
         parts.headers.insert(header::HOST, v);
     }
-    parts.version = Version::HTTP_11;
+    if h2c {
+        // The backend's address is the `:authority` (the client's host is in
+        // X-Forwarded-Host); a Host that differs from it would make the
+        // request malformed (RFC 9113 §8.3.1).
+        parts.headers.remove(header::HOST);
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.version = Version::HTTP_11;
+    }
     let limit = usize::try_from(gw.max_body_bytes).unwrap_or(usize::MAX);
     // Set when the client's body fails (too large, malformed, cut off): that
     // failure is the client's, never the backend's.
@@ -520,7 +579,7 @@ fn finish(
     gw: Arc<Gateway>,
     ex: Exchange,
     response: Response<ProxyBody>,
-    active: metrics::Gauge,
+    active: Active,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     // Answer in the client's version, whatever the backend spoke.
@@ -532,7 +591,7 @@ fn finish(
         .map_or_else(|| Arc::from("none"), |r| Arc::from(r.name.as_str()));
     let deadline = ex.start + Duration::from_secs(86_400);
     let on_end = Box::new(move |bytes: u64, complete: bool| {
-        active.decrement(1.0);
+        drop(active);
         let elapsed = ex.start.elapsed();
         let class = match status.as_u16() / 100 {
             1 => "1xx",

@@ -12,16 +12,15 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use weir_common::listener::{AcceptBackoff, AcceptErrorKind, bind_tcp};
+use weir_common::listener::{Accepted, Acceptor, bind_tcp};
 use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
 use weir_common::shutdown::{Drain, Shutdown};
 use weir_config::Listener;
-use weir_config::http::{HttpOptions, RequestKey};
+use weir_config::http::HttpOptions;
 
 use crate::access_log::AccessLogger;
 use crate::body::{LastActivity, Watched};
@@ -80,13 +79,14 @@ impl std::fmt::Debug for HttpService {
 }
 
 impl HttpService {
-    /// Binds `config` (an HTTP listener). `pools` and `request_keys` are
-    /// indexed like the configuration's pools; `outliers` is shared by every
-    /// HTTP listener so a pool has one outlier detector.
+    /// Binds `config` (an HTTP listener). `pools` (the runtimes) and
+    /// `pool_configs` (their request keys and HTTP versions) are indexed like
+    /// the configuration's pools; `outliers` is shared by every HTTP listener
+    /// so a pool has one outlier detector.
     pub fn bind(
         config: &Listener,
         pools: Vec<Arc<PoolRuntime>>,
-        request_keys: Vec<Option<RequestKey>>,
+        pool_configs: &[weir_config::Pool],
         outliers: Arc<Outliers>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
@@ -131,7 +131,7 @@ impl HttpService {
             &config.name,
             RouteTable::new(options.routes.clone()),
             pools,
-            request_keys,
+            pool_configs,
             options.max_body_bytes,
             access_log,
             outliers,
@@ -233,52 +233,23 @@ async fn accept_loop(
     drain: Drain,
 ) {
     let name = conn.gateway.listener.to_string();
-    let accepted = metrics::counter!(names::LISTENER_ACCEPTED, "listener" => name.clone());
     let active = metrics::gauge!(names::LISTENER_ACTIVE, "listener" => name.clone());
-    let rejected = metrics::counter!(names::LISTENER_REJECTED, "listener" => name.clone(), "reason" => "max_connections");
-    let mut backoff = AcceptBackoff::new();
-    let mut logged = false;
-    loop {
-        let next = tokio::select! {
-            r = listener.accept() => r,
-            () = conn.shutdown.wait() => return,
-        };
-        match next {
-            Ok((stream, peer)) => {
-                backoff.reset();
-                logged = false;
-                accepted.increment(1);
-                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    rejected.increment(1);
-                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let (conn, guard, active) = (conn.clone(), drain.enter(), active.clone());
-                active.increment(1.0);
-                tokio::spawn(async move {
-                    serve_connection(stream, peer, conn).await;
-                    active.decrement(1.0);
-                    drop(permit);
-                    drop(guard);
-                });
-            }
-            Err(err) => {
-                let kind = AcceptErrorKind::of(&err);
-                metrics::counter!(names::LISTENER_ACCEPT_ERRORS, "listener" => name.clone(), "reason" => kind.label()).increment(1);
-                if !logged && kind != AcceptErrorKind::Connection {
-                    tracing::warn!(listener = %name, error = %err, "accept failed; backing off");
-                    logged = true;
-                }
-                let pause = backoff.pause(kind);
-                if !pause.is_zero() {
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = conn.shutdown.wait() => return,
-                    }
-                }
-            }
-        }
+    let mut acceptor = Acceptor::new(listener, &name, limit);
+    while let Some(Accepted {
+        stream,
+        peer,
+        permit,
+    }) = acceptor.next(&conn.shutdown).await
+    {
+        let _ = stream.set_nodelay(true);
+        let (conn, guard, active) = (conn.clone(), drain.enter(), active.clone());
+        active.increment(1.0);
+        tokio::spawn(async move {
+            serve_connection(stream, peer, conn).await;
+            active.decrement(1.0);
+            drop(permit);
+            drop(guard);
+        });
     }
 }
 

@@ -10,6 +10,7 @@ mod dns;
 mod http_bad_input;
 mod http_gateway;
 mod http_health;
+mod http_load;
 mod http_outlier;
 mod http_tls;
 mod http_upgrade;

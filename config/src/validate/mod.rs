@@ -221,6 +221,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         bound.insert((Protocol::Tcp, a), "admin.address".into());
     }
     let mut used_pools = HashSet::new();
+    // Pools HTTP listeners forward to (`http_version` matters only there).
+    let mut http_pools = HashSet::new();
     let mut listeners = Vec::with_capacity(raw.listeners.len());
     for (i, l) in raw.listeners.iter().enumerate() {
         let path = format!("listeners[{i}]");
@@ -238,10 +240,14 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         };
         let listener = listener(&mut r, &path, l, &pools_ref, &mut bound);
         used_pools.extend(listener.pool);
+        if listener.protocol.is_http() {
+            http_pools.extend(listener.pool);
+        }
         if let Some(h) = &listener.http {
             for route in &h.routes {
                 if let crate::http::RouteAction::Forward { pool, .. } = route.action {
                     used_pools.insert(pool);
+                    http_pools.insert(pool);
                 }
             }
         }
@@ -252,6 +258,18 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
             r.warn(
                 format!("pools[{i}]"),
                 format!("pool {:?} is not used by any listener", p.name),
+            );
+        } else if !http_pools.contains(&i)
+            && pools
+                .get(i)
+                .is_some_and(|p| p.http_version == crate::http::UpstreamVersion::H2c)
+        {
+            r.warn(
+                format!("pools[{i}].http_version"),
+                format!(
+                    "pool {:?} is used only by tcp/udp listeners, which forward bytes; \"h2c\" has no effect",
+                    p.name
+                ),
             );
         }
     }

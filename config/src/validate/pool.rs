@@ -10,7 +10,7 @@ use weir_common::select::{Algorithm, DEFAULT_MAGLEV_TABLE_SIZE, HashKey, is_prim
 
 use super::Report;
 use crate::duration::format_duration;
-use crate::http::RequestKey;
+use crate::http::{RequestKey, UpstreamVersion};
 use crate::model::{BackendConfig, Pool};
 use crate::raw::{RawHealthCheck, RawPool};
 
@@ -163,6 +163,29 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
             p.fail_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        http_version: http_version(
+            r,
+            &format!("{path}.http_version"),
+            p.http_version.as_deref(),
+        ),
+    }
+}
+
+/// Parses `http_version`: `"http1"` (the default) or `"h2c"`.
+fn http_version(r: &mut Report, path: &str, value: Option<&str>) -> UpstreamVersion {
+    match value {
+        None | Some("http1") => UpstreamVersion::Http1,
+        Some("h2c") => UpstreamVersion::H2c,
+        Some(other) => {
+            r.error(
+                path,
+                format!(
+                    "unknown value {other:?}; expected one of: {}",
+                    UpstreamVersion::NAMES.join(", ")
+                ),
+            );
+            UpstreamVersion::Http1
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod fake;
 pub mod fake_http;
 pub mod fake_udp;
+pub mod nginx;
 pub mod peers;
 
 use std::net::SocketAddr;
