@@ -1,11 +1,13 @@
 //! Real HTTP clients under load: curl, wrk (HTTP/1.1) and h2load (cleartext
 //! HTTP/2, prior knowledge) through weir to a real nginx backend, each run
 //! bounded to a few seconds; no client sees an error and weir's gateway
-//! counts none.
+//! counts none. And clients that give up mid-request (as wrk does when its
+//! time is up) leave nothing counted as active.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::fake_http::FakeHttp;
 use crate::support::nginx::{self, Nginx};
 use crate::support::peers::{require, run_bounded};
 use crate::support::{Weir, eventually};
@@ -119,19 +121,6 @@ async fn curl_wrk_and_h2load_through_weir_to_nginx_without_errors() {
         );
     }
 
-    for _ in 0..3 {
-        eprintln!(
-            "DBG active={} 2xx={}",
-            weir.listener_metric("weir_http_requests_active", &[]).await,
-            sum_series(
-                &weir.metrics().await,
-                "weir_http_requests_total",
-                &weir.listener,
-                &[]
-            )
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     // wrk: HTTP/1.1 keep-alive, 16 connections for 2 s.
     let url = format!("{base}/");
     let args = ["-t1", "-c16", "-d2s", "--timeout", "5s", &url];
@@ -148,19 +137,6 @@ async fn curl_wrk_and_h2load_through_weir_to_nginx_without_errors() {
     );
     assert!(wrk > 200, "wrk did only {wrk} requests in 2 s:\n{report}");
 
-    for _ in 0..3 {
-        eprintln!(
-            "DBG active={} 2xx={}",
-            weir.listener_metric("weir_http_requests_active", &[]).await,
-            sum_series(
-                &weir.metrics().await,
-                "weir_http_requests_total",
-                &weir.listener,
-                &[]
-            )
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     // h2load: cleartext HTTP/2 (prior knowledge), 8 connections × 4 streams.
     let total = 2000;
     let n = total.to_string();
@@ -190,19 +166,6 @@ async fn curl_wrk_and_h2load_through_weir_to_nginx_without_errors() {
         "h2load saw error statuses:\n{report}"
     );
 
-    for _ in 0..3 {
-        eprintln!(
-            "DBG active={} 2xx={}",
-            weir.listener_metric("weir_http_requests_active", &[]).await,
-            sum_series(
-                &weir.metrics().await,
-                "weir_http_requests_total",
-                &weir.listener,
-                &[]
-            )
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     // weir's side: nothing in flight, no gateway errors, no 5xx.
     eventually(
         Duration::from_secs(10),
@@ -240,4 +203,42 @@ async fn curl_wrk_and_h2load_through_weir_to_nginx_without_errors() {
         !nginx_errors.contains("[error]") && !nginx_errors.contains("[crit]"),
         "nginx logged errors:\n{nginx_errors}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_give_up_before_the_response_are_not_left_active() {
+    let backend = FakeHttp::start("b0").await;
+    let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend.addr]).await;
+    let url = format!("http://{}/slow/20s", weir.addr);
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        // curl gives up after 1 s, long before the backend answers (20 s)
+        // or weir's response timeout (30 s) would end the request.
+        let args: Vec<String> = ["-sS", "--max-time", "1", version, &url]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(require("curl", "curl", &[]));
+            cmd.args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            run_bounded(cmd, None, Duration::from_secs(10))
+        })
+        .await
+        .expect("curl task");
+        assert_eq!(
+            out.status.code(),
+            Some(28),
+            "curl {version} timed out: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eventually(
+            Duration::from_secs(5),
+            &format!("no request active after curl {version} left"),
+            || async { weir.listener_metric("weir_http_requests_active", &[]).await == 0.0 },
+        )
+        .await;
+    }
+    weir.stop().await;
 }

@@ -9,6 +9,7 @@ mod cli;
 mod dns;
 mod http_bad_input;
 mod http_gateway;
+mod http_h2;
 mod http_health;
 mod http_load;
 mod http_outlier;
