@@ -50,17 +50,18 @@ pub type OnEnd = Box<dyn FnOnce(u64, bool) + Send + Sync>;
 /// calling `on_end` exactly once.
 pub struct Tracked {
     inner: ProxyBody,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
     bytes: u64,
     on_end: Option<OnEnd>,
 }
 
 impl Tracked {
-    /// Wraps `inner`; it fails with [`DeadlineExceeded`] at `deadline`.
-    pub fn new(inner: ProxyBody, deadline: Instant, on_end: OnEnd) -> Self {
+    /// Wraps `inner`; with a `deadline` it fails with [`DeadlineExceeded`]
+    /// then (and needs no timer without one).
+    pub fn new(inner: ProxyBody, deadline: Option<Instant>, on_end: OnEnd) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             bytes: 0,
             on_end: Some(on_end),
         }
@@ -82,7 +83,9 @@ impl Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
             this.finish(false);
             return Poll::Ready(Some(Err(Box::new(DeadlineExceeded))));
         }

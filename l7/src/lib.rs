@@ -19,6 +19,7 @@ pub mod access_log;
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod outlier;
 pub mod proxy;
 pub mod route;

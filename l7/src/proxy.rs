@@ -31,6 +31,7 @@ use crate::access_log::{AccessLogger, Entry};
 use crate::body::{ProxyBody, Tracked, empty, full};
 use crate::error::GatewayError;
 use crate::headers;
+use crate::metrics::GatewayMetrics;
 use crate::outlier::Outliers;
 use crate::route::RouteTable;
 
@@ -58,6 +59,8 @@ pub struct Gateway {
     pub access_log: AccessLogger,
     /// Passive outlier detection, shared by every HTTP listener.
     pub outliers: Arc<Outliers>,
+    /// Metric handles.
+    pub metrics: GatewayMetrics,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -77,6 +80,10 @@ impl Gateway {
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
         let upstream_versions: Vec<UpstreamVersion> =
             pool_configs.iter().map(|p| p.http_version).collect();
+        let routes_len = routes.len();
+        let route_names: Vec<String> = (0..routes_len)
+            .filter_map(|id| routes.get(id).map(|r| r.name.clone()))
+            .collect();
         let clients = (0..routes.len())
             .map(|id| {
                 let route = routes.get(id);
@@ -100,6 +107,10 @@ impl Gateway {
             max_body_bytes,
             access_log,
             outliers,
+            metrics: GatewayMetrics::new(
+                listener,
+                (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
+            ),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -113,7 +124,7 @@ impl Gateway {
             self.retries.fetch_add(1, Ordering::Relaxed);
             true
         } else {
-            metrics::counter!(names::HTTP_RETRY_BUDGET_EXHAUSTED, "listener" => self.listener.to_string()).increment(1);
+            self.metrics.budget_exhausted.increment(1);
             false
         }
     }
@@ -162,12 +173,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     gw.requests.fetch_add(1, Ordering::Relaxed);
-    let active =
-        Active::new(metrics::gauge!(names::HTTP_ACTIVE, "listener" => gw.listener.to_string()));
+    let active = Active::new(gw.metrics.active.clone());
     let (mut parts, body) = req.into_parts();
     let seed = gw.requests.load(Ordering::Relaxed)
         ^ (Instant::now().elapsed().as_nanos() as u64)
-        ^ hash_bytes(client_addr.to_string().as_bytes());
+        ^ weir_common::hash::hash_ip_port(client_addr);
     let mut ex = Exchange {
         start: Instant::now(),
         version: parts.version,
@@ -357,6 +367,9 @@ async fn pipeline(
     );
     let client = gw.clients.get(id).ok_or(GatewayError::BadGateway)?;
     let mut last_error = GatewayError::NoBackend;
+    // The request head is cloned only while another attempt may follow.
+    let mut head = Some(parts);
+    let last_attempt = candidates.len() - 1;
     for (attempt, &index) in candidates.as_slice().iter().enumerate() {
         if attempt > 0 {
             if upgrade || !gw.take_retry() {
@@ -373,7 +386,13 @@ async fn pipeline(
             .path_and_query(new_path.as_str())
             .build()
             .map_err(|_| GatewayError::BadRequest)?;
-        let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
+        let this_head = if attempt == last_attempt {
+            head.take()
+        } else {
+            head.clone()
+        };
+        let Some(this_head) = this_head else { break };
+        let mut upstream = Request::from_parts(this_head, body.take().unwrap_or_else(empty));
         *upstream.uri_mut() = uri;
         let in_flight = backend.state.begin();
         ex.backend = Some(backend.name.clone());
@@ -569,7 +588,7 @@ fn respond(
         parts.headers.insert(headers::REQUEST_ID, v);
     }
     let body = body.map_err(crate::body::BoxError::from).boxed();
-    let tracked = Tracked::new(body, deadline, Box::new(move |_, _| drop(in_flight)));
+    let tracked = Tracked::new(body, Some(deadline), Box::new(move |_, _| drop(in_flight)));
     Response::from_parts(parts, tracked.boxed())
 }
 
@@ -589,21 +608,12 @@ fn finish(
         .route
         .and_then(|id| gw.routes.get(id))
         .map_or_else(|| Arc::from("none"), |r| Arc::from(r.name.as_str()));
-    let deadline = ex.start + Duration::from_secs(86_400);
     let on_end = Box::new(move |bytes: u64, complete: bool| {
         drop(active);
         let elapsed = ex.start.elapsed();
-        let class = match status.as_u16() / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
-        let method = method_label(&ex.method);
-        metrics::counter!(names::HTTP_REQUESTS, "listener" => gw.listener.to_string(), "route" => route_name.to_string(), "method" => method, "class" => class).increment(1);
-        metrics::histogram!(names::HTTP_DURATION, "listener" => gw.listener.to_string(), "route" => route_name.to_string()).record(elapsed.as_secs_f64());
-        metrics::counter!(names::LISTENER_BYTES, "listener" => gw.listener.to_string(), "direction" => "downstream").increment(bytes);
+        gw.metrics
+            .answered(ex.route, &ex.method, status.as_u16(), elapsed.as_secs_f64());
+        gw.metrics.bytes_down.increment(bytes);
         gw.access_log.write(&Entry {
             client: ex.client,
             method: ex.method.as_str(),
@@ -618,19 +628,6 @@ fn finish(
             complete,
         });
     });
-    let tracked = Tracked::new(body, deadline, on_end);
+    let tracked = Tracked::new(body, None, on_end);
     Response::from_parts(parts, tracked.boxed())
-}
-
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
 }
