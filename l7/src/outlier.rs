@@ -25,6 +25,9 @@ struct BackendOutlier {
 pub struct PoolOutliers {
     config: Option<OutlierDetection>,
     backends: Vec<BackendOutlier>,
+    /// Held while counting ready backends and ejecting, so two backends
+    /// failing at once cannot both be ejected as "not the last one".
+    eject: std::sync::Mutex<()>,
 }
 
 impl PoolOutliers {
@@ -34,6 +37,7 @@ impl PoolOutliers {
         Self {
             config,
             backends: (0..n).map(|_| BackendOutlier::default()).collect(),
+            eject: std::sync::Mutex::new(()),
         }
     }
 
@@ -54,6 +58,10 @@ impl PoolOutliers {
         let selector = pool.selector.load();
         let Some(backend) = selector.backend(index as u32) else {
             return;
+        };
+        let _one_at_a_time = match self.eject.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
         };
         if backend.state.is_ejected() {
             return;

@@ -310,6 +310,7 @@ async fn pipeline(
     } else {
         None
     };
+    let mut tunnel_slot = parts.extensions.remove::<TunnelSlot>();
     // `te: trailers` is the one TE an HTTP/2 request may carry (RFC 9113
     // §8.2.2), and gRPC needs it: kept for h2c backends.
     let te_trailers = h2c && headers::accepts_trailers(&parts.headers);
@@ -434,7 +435,7 @@ async fn pipeline(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_side) = client_upgrade.take()
                 {
-                    return Ok(tunnel(resp, client_side, in_flight));
+                    return Ok(tunnel(resp, client_side, in_flight, tunnel_slot.take()));
                 }
                 let status = resp.status();
                 let retryable = matches!(
@@ -451,6 +452,12 @@ async fn pipeline(
     }
     Err(last_error)
 }
+
+/// Where the connection that carried an upgrade finds the tunnel's task, so
+/// it can wait for it: the tunnel then keeps the connection's slot under
+/// `max_connections`, its drain guard and its idle and hard-stop limits.
+#[derive(Debug, Clone, Default)]
+pub struct TunnelSlot(pub Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>);
 
 /// True for an HTTP/1.1 request asking to switch protocols (WebSocket…).
 fn is_upgrade(parts: &http::request::Parts) -> bool {
@@ -472,11 +479,12 @@ fn tunnel(
     mut resp: Response<Incoming>,
     client_side: hyper::upgrade::OnUpgrade,
     in_flight: weir_common::backend::InFlight,
+    slot: Option<TunnelSlot>,
 ) -> Response<ProxyBody> {
     let backend_side = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, true);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _in_flight = in_flight;
         match tokio::try_join!(client_side, backend_side) {
             Ok((client, backend)) => {
@@ -489,6 +497,12 @@ fn tunnel(
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });
+    match slot.and_then(|s| s.0.lock().ok().map(|mut guard| guard.replace(task))) {
+        Some(None) => {}
+        // No connection is waiting for it (or a stale one): it still ends
+        // with either side; abort nothing.
+        _ => tracing::debug!("upgrade tunnel without a connection slot"),
+    }
     Response::from_parts(parts, empty())
 }
 

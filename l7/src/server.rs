@@ -211,7 +211,10 @@ fn builder(o: &HttpOptions) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(o.max_concurrent_streams)
         .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(100))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        // No HTTP/2 PINGs from us: hyper sends them even on idle
+        // connections, and their bytes would keep an idle connection from
+        // ever reaching `keepalive_timeout`. TCP keepalive finds dead peers.
+        .keep_alive_interval(None);
     b
 }
 
@@ -312,8 +315,11 @@ async fn serve_http<I>(
     let seen = Arc::clone(&started);
     let first_request_by = tokio::time::sleep(ctx.handshake_timeout);
     tokio::pin!(first_request_by);
+    let tunnel = proxy::TunnelSlot::default();
+    let tunnel_for_requests = tunnel.clone();
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        req.extensions_mut().insert(tunnel_for_requests.clone());
         if over_tls {
             req.extensions_mut().insert(OverTls);
         }
@@ -330,6 +336,12 @@ async fn serve_http<I>(
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
+                }
+                // An upgrade outlives hyper's connection: wait for its tunnel
+                // here, so it keeps this connection's limits.
+                let task = tunnel.0.lock().ok().and_then(|mut t| t.take());
+                if let Some(task) = task {
+                    wait_tunnel(task, activity, ctx).await;
                 }
                 return;
             }
@@ -351,6 +363,35 @@ async fn serve_http<I>(
                 closing = true;
             }
             () = ctx.hard_stop.wait() => return,
+        }
+    }
+}
+
+/// A tunnel idle (no byte either way) this long is closed.
+const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+
+/// Waits for an upgrade tunnel to end; aborts it when idle for
+/// [`TUNNEL_IDLE`] or when weir stops for good.
+async fn wait_tunnel(
+    mut task: tokio::task::JoinHandle<()>,
+    activity: &Arc<LastActivity>,
+    ctx: &ConnContext,
+) {
+    let mut check = tokio::time::interval(Duration::from_secs(30));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut task => return,
+            _ = check.tick() => {
+                if activity.idle() >= TUNNEL_IDLE {
+                    task.abort();
+                    return;
+                }
+            }
+            () = ctx.hard_stop.wait() => {
+                task.abort();
+                return;
+            }
         }
     }
 }

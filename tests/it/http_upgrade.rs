@@ -86,3 +86,52 @@ async fn websocket_echo_passes_through_the_gateway() {
     .await;
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_keeps_its_connection_slot() {
+    let backend = ws_backend("b0").await;
+    let text = "[runtime]\nshutdown_grace = \"1s\"\n\n[[listeners]]\nname = \"{listener}\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\naccess_log = \"off\"\nmax_connections = 1\n\n[[listeners.routes]]\npath_prefix = \"/ws\"\npool = \"{pool}\"\n\n[[pools]]\nname = \"{pool}\"\n{backends}";
+    let weir = Weir::start(text, &[backend]).await;
+    let url = format!("ws://{}/ws", weir.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.clone())
+        .await
+        .expect("first websocket");
+    ws.send(Message::text("one")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("b0: one"));
+    // The tunnel still holds the only slot: a second client is refused.
+    let second = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url.clone()),
+    )
+    .await;
+    assert!(
+        matches!(second, Ok(Err(_))),
+        "second connection refused while the tunnel is open"
+    );
+    assert!(
+        weir.listener_metric(
+            "weir_listener_connections_rejected_total",
+            &[("reason", "max_connections")]
+        )
+        .await
+            >= 1.0
+    );
+    // Closing the tunnel frees the slot.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    eventually(Duration::from_secs(5), "slot freed", || async {
+        weir.listener_metric("weir_listener_connections_active", &[])
+            .await
+            == 0.0
+    })
+    .await;
+    let (mut again, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("a new websocket after the first closed");
+    again.send(Message::text("two")).await.unwrap();
+    assert_eq!(
+        again.next().await.unwrap().unwrap(),
+        Message::text("b0: two")
+    );
+    weir.stop().await;
+}

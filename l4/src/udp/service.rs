@@ -544,7 +544,11 @@ async fn reply_task(
     loop {
         tokio::select! {
             ready = upstream.readable() => {
-                if ready.is_err() || relay().is_break() {
+                if ready.is_err() {
+                    control.refused.store(true, Ordering::Relaxed);
+                    return;
+                }
+                if relay().is_break() {
                     return;
                 }
             }
@@ -593,7 +597,13 @@ fn relay_all(
                 control.refused.store(true, Ordering::Relaxed);
                 return ControlFlow::Break(());
             }
-            Received::Failed => return ControlFlow::Break(()),
+            Received::Failed => {
+                // The socket is dead to us (e.g. an ICMP host unreachable):
+                // with nothing reading replies the flow would be a black
+                // hole, so the next datagram re-picks, like after a refusal.
+                control.refused.store(true, Ordering::Relaxed);
+                return ControlFlow::Break(());
+            }
         }
     }
 }
