@@ -368,6 +368,7 @@ async fn pipeline(
     );
     let client = gw.clients.get(id).ok_or(GatewayError::BadGateway)?;
     let mut last_error = GatewayError::NoBackend;
+    let mut fallback: Option<(Response<Incoming>, weir_common::backend::InFlight)> = None;
     // The request head is cloned only while another attempt may follow.
     let mut head = Some(parts);
     let last_attempt = candidates.len() - 1;
@@ -443,14 +444,19 @@ async fn pipeline(
                     StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
                 );
                 if retryable && replayable && idempotent && attempt + 1 < candidates.len() {
-                    last_error = GatewayError::BadGateway;
+                    // Kept: if no later attempt answers, the client gets
+                    // this backend's own 502/503 (and its Retry-After).
+                    fallback = Some((resp, in_flight));
                     continue;
                 }
                 return Ok(respond(resp, route, &ex.request_id, in_flight, deadline));
             }
         }
     }
-    Err(last_error)
+    match fallback {
+        Some((resp, in_flight)) => Ok(respond(resp, route, &ex.request_id, in_flight, deadline)),
+        None => Err(last_error),
+    }
 }
 
 /// Where the connection that carried an upgrade finds the tunnel's task, so

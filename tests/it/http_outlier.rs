@@ -136,3 +136,14 @@ async fn the_last_ready_backend_is_never_ejected() {
     );
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_503_whose_retry_fails_reaches_the_client_as_is() {
+    let busy = backend("busy", 503).await;
+    let gone = crate::support::fake::refused_addr();
+    let weir = Weir::start(&config("passive = false"), &[busy, gone]).await;
+    // Round robin starts at b0: its 503 is retried on b1, which refuses; the
+    // client then gets b0's own 503, not a gateway 502.
+    assert_eq!(get(weir.addr).await, (503, "busy".to_owned()));
+    weir.stop().await;
+}
