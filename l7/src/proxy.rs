@@ -51,7 +51,8 @@ pub struct Gateway {
     /// Per pool: the HTTP version spoken to its backends.
     pub upstream_versions: Vec<UpstreamVersion>,
     /// Backend clients by route index (each route's connect timeout, and
-    /// HTTP/2 only when the route's pool is h2c).
+    /// HTTP/2 only when the route's pool is h2c); routes with the same pair
+    /// share one client and its connection pool.
     pub clients: Vec<UpstreamClient>,
     /// Largest request body.
     pub max_body_bytes: u64,
@@ -66,7 +67,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `routes`, with one client per route. `pools` and
+    /// A gateway over `routes`, with a client for each route (shared where
+    /// routes need the same one). `pools` and
     /// `pool_configs` are indexed like the configuration's pools.
     pub fn new(
         listener: &str,
@@ -84,6 +86,11 @@ impl Gateway {
         let route_names: Vec<String> = (0..routes_len)
             .filter_map(|id| routes.get(id).map(|r| r.name.clone()))
             .collect();
+        // One pooled client per distinct (connect timeout, upstream version),
+        // shared by every route that needs it: keep-alive connections to a
+        // backend are reused across routes, and thousands of routes do not
+        // mean thousands of connection pools.
+        let mut shared: Vec<((Duration, UpstreamVersion), UpstreamClient)> = Vec::new();
         let clients = (0..routes.len())
             .map(|id| {
                 let route = routes.get(id);
@@ -94,7 +101,15 @@ impl Gateway {
                     }
                     _ => UpstreamVersion::Http1,
                 };
-                client(connect, version)
+                let key = (connect, version);
+                match shared.iter().find(|(k, _)| *k == key) {
+                    Some((_, c)) => c.clone(),
+                    None => {
+                        let c = client(connect, version);
+                        shared.push((key, c.clone()));
+                        c
+                    }
+                }
             })
             .collect();
         Self {

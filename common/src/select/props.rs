@@ -302,7 +302,9 @@ proptest! {
     #[test]
     fn load_aware_algorithms_fill_backends_in_proportion_to_weight(
         weights in prop::collection::vec(1u32..=10, 2..=8),
-        rounds in 20u32..=40,
+        // Enough picks that random draws settle: with ~20 rounds a 1-point
+        // tolerance failed by chance about once in thirty runs.
+        rounds in 80u32..=120,
     ) {
         let total: u32 = weights.iter().sum();
         for algorithm in [Algorithm::LeastConnections, Algorithm::RandomTwoChoices] {

@@ -7,47 +7,40 @@ use std::io;
 
 use tokio::net::TcpStream;
 
-use super::Burst;
+use super::{Burst, Side};
 
 const BUFFER: usize = 16 * 1024;
 
 /// Moves everything `src` has now into `dst`, until `src` would block or EOF.
+/// An error says which socket failed: reading `src` or writing `dst`.
 pub(super) async fn burst(
     src: &TcpStream,
     dst: &TcpStream,
     on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> io::Result<Burst> {
+) -> Result<Burst, (Side, io::Error)> {
     let mut buf = vec![0u8; BUFFER];
-    let mut moved = 0u64;
     loop {
         let n = match src.try_read(&mut buf) {
             Ok(0) => {
-                return Ok(Burst {
-                    bytes: moved,
-                    eof: true,
-                });
+                return Ok(Burst { eof: true });
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(Burst {
-                    bytes: moved,
-                    eof: false,
-                });
+                return Ok(Burst { eof: false });
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err((Side::Src, e)),
         };
         let mut written = 0;
         while written < n {
-            dst.writable().await?;
+            dst.writable().await.map_err(|e| (Side::Dst, e))?;
             match dst.try_write(&buf[written..n]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(0) => return Err((Side::Dst, io::Error::from(io::ErrorKind::WriteZero))),
                 Ok(w) => {
                     written += w;
-                    moved += w as u64;
                     on_bytes(w as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err((Side::Dst, e)),
             }
         }
     }

@@ -24,12 +24,9 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// What one burst moved.
+/// How one burst ended (bytes are reported through the callback as they move).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Burst {
-    /// Bytes moved (also reported through the byte callback as they move).
-    #[allow(dead_code)]
-    bytes: u64,
     /// The source reached end of stream.
     eof: bool,
 }
@@ -95,7 +92,7 @@ impl Activity {
 }
 
 /// Which socket failed.
-enum Side {
+pub(crate) enum Side {
     Src,
     Dst,
 }
@@ -139,30 +136,11 @@ async fn run_burst(
         match splice::burst(src, dst, on_bytes).await {
             Ok(Some(burst)) => return Ok(burst),
             Ok(None) => {} // no pipe available (fd pressure): copy this burst
-            Err(e) => return Err(classify(src, e)),
+            Err(e) => return Err(e),
         }
     }
     let _ = use_splice;
-    copy::burst(src, dst, on_bytes)
-        .await
-        .map_err(|e| classify(src, e))
-}
-
-/// Attributes an error to the socket that produced it: a pending error on
-/// the source socket means the source failed, otherwise the destination.
-fn classify(src: &TcpStream, e: io::Error) -> (Side, io::Error) {
-    match SockRef::from(src).take_error() {
-        Ok(Some(_)) => (Side::Src, e),
-        _ if matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::WriteZero
-        ) =>
-        {
-            (Side::Dst, e)
-        }
-        _ if e.kind() == io::ErrorKind::ConnectionReset => (Side::Src, e),
-        _ => (Side::Dst, e),
-    }
+    copy::burst(src, dst, on_bytes).await
 }
 
 /// Forwards until both directions end, an error, or the idle timeout.

@@ -19,7 +19,7 @@ use nix::unistd::pipe2;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::Burst;
+use super::{Burst, Side};
 
 /// Bytes moved per splice call at most (the default pipe capacity).
 const CHUNK: usize = 64 * 1024;
@@ -67,11 +67,10 @@ pub(super) async fn burst(
     src: &TcpStream,
     dst: &TcpStream,
     on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> io::Result<Option<Burst>> {
+) -> Result<Option<Burst>, (Side, io::Error)> {
     let Ok(pipe) = take() else {
         return Ok(None);
     };
-    let mut moved = 0u64;
     loop {
         let read = src.try_io(Interest::READABLE, || {
             splice(
@@ -87,24 +86,18 @@ pub(super) async fn burst(
         let mut in_pipe = match read {
             Ok(0) => {
                 give_back(pipe);
-                return Ok(Some(Burst {
-                    bytes: moved,
-                    eof: true,
-                }));
+                return Ok(Some(Burst { eof: true }));
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 give_back(pipe);
-                return Ok(Some(Burst {
-                    bytes: moved,
-                    eof: false,
-                }));
+                return Ok(Some(Burst { eof: false }));
             }
             // The pipe is empty here, but drop it anyway on errors: cheap and obviously safe.
-            Err(e) => return Err(e),
+            Err(e) => return Err((Side::Src, e)),
         };
         while in_pipe > 0 {
-            dst.writable().await?;
+            dst.writable().await.map_err(|e| (Side::Dst, e))?;
             let wrote = dst.try_io(Interest::WRITABLE, || {
                 splice(
                     pipe.read.as_fd(),
@@ -117,15 +110,14 @@ pub(super) async fn burst(
                 .map_err(io::Error::from)
             });
             match wrote {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(0) => return Err((Side::Dst, io::Error::from(io::ErrorKind::WriteZero))),
                 Ok(n) => {
                     in_pipe -= n;
-                    moved += n as u64;
                     on_bytes(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // `pipe` drops here with bytes in it: closed, not pooled.
-                Err(e) => return Err(e),
+                Err(e) => return Err((Side::Dst, e)),
             }
         }
     }

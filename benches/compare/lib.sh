@@ -1,0 +1,114 @@
+# Shared helpers of the side-by-side benchmark scripts (http.sh, udp_dns.sh):
+# sourced, not run. They expect `set -euo pipefail`, and set:
+#   $work          a temporary directory, removed on exit
+#   $server_groups process groups of every server started (stopped on exit)
+#   $results       (by the caller) the file `col` reads
+# The caller must set `hz` before `count_children`.
+
+# Prints an error naming the calling script and exits 1.
+die() {
+    echo "${0##*/}: $*" >&2
+    exit 1
+}
+
+need() {
+    command -v "$1" > /dev/null 2>&1 || [[ -x "$1" ]] || die "missing $1 (install: $2)"
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/weir-${0##*/}.XXXXXX")
+# Process-group ids of every server started (each is its own group leader).
+server_groups=()
+
+stop_group() {
+    local pgid=$1 i
+    kill -TERM -- "-$pgid" 2> /dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 -- "-$pgid" 2> /dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2> /dev/null || true
+}
+
+cleanup() {
+    local status=$? pgid
+    trap - EXIT INT TERM
+    for pgid in "${server_groups[@]}"; do
+        stop_group "$pgid"
+    done
+    wait 2> /dev/null || true
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts "$@" in the background in a process group of its own, output to the
+# log file $1 (shifted off); records the group and sets $last_pid.
+spawn() {
+    local log=$1
+    shift
+    # Non-interactive bash puts a background job in the script's group, so
+    # setsid does not fork: $! is the new group's leader.
+    setsid "$@" < /dev/null > "$log" 2>&1 &
+    local pid=$!
+    server_groups+=("$pid")
+    last_pid=$pid
+}
+
+# Ports come from below the kernel's ephemeral range, so that the load
+# generators' and proxies' outgoing connections cannot take them.
+read -r ephemeral_low _ < /proc/sys/net/ipv4/ip_local_port_range
+port_base=$((ephemeral_low > 20000 ? 10000 : 1024))
+port_span=$((ephemeral_low - port_base))
+# An odd ephemeral range (starting very low): fall back to any high port.
+((port_span >= 1000)) || { port_base=20000; port_span=40000; }
+used_ports=" "
+free_port() {
+    local port i
+    for ((i = 0; i < 200; i++)); do
+        port=$((port_base + RANDOM % port_span))
+        [[ $used_ports == *" $port "* ]] && continue
+        if ! ss -Hantu "( sport = :$port )" | grep -q .; then
+            used_ports+="$port "
+            free=$port
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# CPU time (clock ticks, user + system) of a process group's processes.
+cpu_ticks() {
+    local pgid=$1 total=0 pid stat
+    for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
+        stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
+        # Fields after the command name "(...)": utime is field 14, stime 15.
+        stat=${stat##*) }
+        read -r -a f <<< "$stat"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat.
+machine_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal
+    read -r _cpu user nice system idle iowait irq softirq steal _ < /proc/stat
+    echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+child_ticks=0
+count_children() {
+    times > "$work/times.txt"
+    child_ticks=$(awk -v hz="$hz" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+        printf "%d", t * hz
+    }' "$work/times.txt")
+}
+
+# The median of the numbers on standard input.
+median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# Column $3 of the results line for workload $1 and target $2.
+col() { awk -v w="$1" -v t="$2" -v c="$3" '$1 == w && $2 == t {print $c}' "$results"; }
