@@ -143,18 +143,27 @@ pub enum UpstreamVersion {
     /// Cleartext HTTP/2 with prior knowledge (h2c): requests are multiplexed
     /// on pooled connections, and trailers (gRPC) pass through both ways.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`; the pool has `[pools.tls]`): like
+    /// [`Self::H2c`], encrypted.
+    H2,
 }
 
 impl UpstreamVersion {
     /// The configuration names, in order.
-    pub const NAMES: [&'static str; 2] = ["http1", "h2c"];
+    pub const NAMES: [&'static str; 3] = ["http1", "h2c", "h2"];
 
     /// The configuration name.
     pub fn name(self) -> &'static str {
         match self {
             Self::Http1 => "http1",
             Self::H2c => "h2c",
+            Self::H2 => "h2",
         }
+    }
+
+    /// True for HTTP/2 (cleartext or TLS).
+    pub fn is_http2(self) -> bool {
+        matches!(self, Self::H2c | Self::H2)
     }
 }
 

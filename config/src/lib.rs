@@ -17,6 +17,7 @@ pub mod http;
 pub mod model;
 pub mod raw;
 pub mod tls;
+pub mod upstream_tls;
 pub mod validate;
 
 mod locate;

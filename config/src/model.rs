@@ -136,6 +136,8 @@ pub struct Pool {
     pub fail_timeout: Duration,
     /// The HTTP version HTTP listeners speak to the backends.
     pub http_version: UpstreamVersion,
+    /// TLS to the backends (HTTP listeners only); `None` = cleartext.
+    pub tls: Option<crate::upstream_tls::UpstreamTls>,
 }
 
 impl Pool {
@@ -280,9 +282,11 @@ impl Config {
                 ),
                 None => "no active checks".to_owned(),
             };
-            let h2c = match p.http_version {
-                UpstreamVersion::H2c => ", h2c to backends",
-                UpstreamVersion::Http1 => "",
+            let h2c = match (p.http_version, &p.tls) {
+                (UpstreamVersion::H2c, _) => ", h2c to backends",
+                (UpstreamVersion::H2, _) => ", HTTP/2 over TLS to backends",
+                (UpstreamVersion::Http1, Some(_)) => ", TLS to backends",
+                (UpstreamVersion::Http1, None) => "",
             };
             let _ = writeln!(
                 out,

@@ -340,8 +340,35 @@ pub struct RawPool {
     /// knowledge, which gRPC backends need: trailers and `te: trailers` pass
     /// through, requests share multiplexed connections; WebSocket upgrades
     /// need `"http1"`). Ignored by TCP and UDP listeners (with a warning for
-    /// `"h2c"` on a pool only they use). Default `"http1"`.
+    /// `"h2c"` on a pool only they use). `"h2"` is HTTP/2 over TLS and needs
+    /// `[pools.tls]`. Default `"http1"`.
     pub http_version: Option<String>,
+    /// TLS to the backends (`[pools.tls]`); without it, cleartext.
+    pub tls: Option<RawUpstreamTls>,
+}
+
+/// `[pools.tls]`
+///
+/// HTTP listeners connect to this pool's backends over TLS, verifying each
+/// backend's certificate. `tls = {}` is enough with public certificates.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a TLS table like { ca_file = \"ca.pem\" }"
+)]
+pub struct RawUpstreamTls {
+    /// PEM file of the authorities trusted to sign the backends'
+    /// certificates (a private CA, or a self-signed certificate itself).
+    /// Default `"/etc/ssl/certs/ca-certificates.crt"`.
+    pub ca_file: Option<String>,
+    /// The name sent in SNI and verified against every backend's
+    /// certificate. Default: the host of each backend's `address`.
+    pub server_name: Option<String>,
+    /// PEM client certificate chain, for backends that require mutual TLS
+    /// (with `key`).
+    pub cert: Option<String>,
+    /// The client certificate's PEM private key.
+    pub key: Option<String>,
 }
 
 /// `[[pools.backends]]`

@@ -139,7 +139,7 @@ impl LoadedCertificate {
 pub const MAX_PEM_BYTES: u64 = 1 << 20;
 
 /// Reads at most [`MAX_PEM_BYTES`] of `path`.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut bytes = Vec::new();

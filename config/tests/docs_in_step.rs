@@ -144,7 +144,8 @@ fn raw_rs_is_read_correctly() {
             "RawOutlierDetection",
             "RawPool",
             "RawRoute",
-            "RawRuntime"
+            "RawRuntime",
+            "RawUpstreamTls"
         ]
     );
     let table = |s: &str| fields.iter().find(|f| f.strukt == s).unwrap().table.clone();

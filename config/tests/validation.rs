@@ -74,8 +74,15 @@ fn errors_table() {
         ),
         (
             "unknown http_version",
+            doc("", &format!("http_version = \"http3\"\n{ONE}")),
+            vec!["pools[0].http_version: unknown value \"http3\"; expected one of: http1, h2c, h2"],
+        ),
+        (
+            "h2 without TLS",
             doc("", &format!("http_version = \"h2\"\n{ONE}")),
-            vec!["pools[0].http_version: unknown value \"h2\"; expected one of: http1, h2c"],
+            vec![
+                "pools[0].http_version: \"h2\" is HTTP/2 over TLS and needs [pools.tls]; use \"h2c\" for cleartext HTTP/2",
+            ],
         ),
         (
             "unknown protocol",

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{ONE, assert_lines, doc};
+use support::{CertDir, ONE, assert_lines, doc};
 use weir_config::{LoadError, parse};
 
 /// Every error line of a config that must not validate.
@@ -243,45 +243,6 @@ fn a_full_http_listener_is_valid() {
 }
 
 // ---- https listeners: TLS keys, and certificate files read and checked
-
-/// A temporary directory of rcgen certificates, removed on drop.
-struct CertDir(std::path::PathBuf);
-
-impl CertDir {
-    fn new() -> CertDir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("weir-config-tls-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        CertDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-
-    /// Writes `NAME.pem` and `NAME.key`: a self-signed certificate for
-    /// `sans`, valid until `not_after` (year, month, day) or rcgen's default.
-    fn leaf(&self, name: &str, sans: &[&str], not_after: Option<(i32, u8, u8)>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        if let Some((y, m, d)) = not_after {
-            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            params.not_after = rcgen::date_time_ymd(y, m, d);
-        }
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(self.0.join(format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-    }
-}
-
-impl Drop for CertDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An https listener `db` (→ pool `pg`) with `extra` keys and one
 /// `[[listeners.certificates]]` table per `(cert, key, extra)`.

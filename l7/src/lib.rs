@@ -17,11 +17,13 @@
 
 pub mod access_log;
 pub mod body;
+pub mod connector;
 pub mod error;
 pub mod headers;
 pub mod metrics;
 pub mod outlier;
 pub mod proxy;
+pub mod retry_budget;
 pub mod route;
 pub mod server;
 pub mod tls;

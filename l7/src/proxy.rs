@@ -3,8 +3,8 @@
 //! Plain functions over concrete types. Retries happen only for requests
 //! without a body (the body streams to the backend and cannot be replayed):
 //! after a failed connect always, after a 502/503 or a reset only for
-//! idempotent methods, at most `retries` times per request and within a
-//! budget of 20% of the listener's requests (plus a small allowance), so
+//! idempotent methods, at most `retries` times per request and within the
+//! listener's [`RetryBudget`] (20% of recent requests, a burst of 10), so
 //! retries cannot multiply an outage.
 
 use std::net::SocketAddr;
@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use rustls_pki_types::ServerName;
 use tokio::time::Instant;
 use weir_common::backend::Backend;
 use weir_common::hash::{hash_bytes, mix64};
@@ -26,17 +27,20 @@ use weir_common::health::{self, Source};
 use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
 use weir_config::http::{RequestKey, Route, RouteAction, UpstreamVersion};
+use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
 
 use crate::access_log::{AccessLogger, Entry};
 use crate::body::{ProxyBody, Tracked, empty, full};
+use crate::connector::{ConnectFailure, Connector};
 use crate::error::GatewayError;
 use crate::headers;
 use crate::metrics::GatewayMetrics;
 use crate::outlier::Outliers;
+use crate::retry_budget::RetryBudget;
 use crate::route::RouteTable;
 
 /// The HTTP client to backends (pooled keep-alive connections per backend).
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+pub type UpstreamClient = Client<Connector, ProxyBody>;
 
 /// Everything a listener's requests need, shared by its connections.
 pub struct Gateway {
@@ -50,9 +54,12 @@ pub struct Gateway {
     pub request_keys: Vec<Option<RequestKey>>,
     /// Per pool: the HTTP version spoken to its backends.
     pub upstream_versions: Vec<UpstreamVersion>,
-    /// Backend clients by route index (each route's connect timeout, and
-    /// HTTP/2 only when the route's pool is h2c); routes with the same pair
-    /// share one client and its connection pool.
+    /// Per pool, per backend (configuration order): the scheme and
+    /// authority of upstream URIs, built once.
+    upstream_origins: Vec<Vec<(Scheme, Authority)>>,
+    /// Backend clients by route index (each route's connect timeout, HTTP/2
+    /// for h2c and h2 pools, TLS for pools with `[pools.tls]`); routes with
+    /// the same needs share one client and its connection pool.
     pub clients: Vec<UpstreamClient>,
     /// Largest request body.
     pub max_body_bytes: u64,
@@ -63,13 +70,23 @@ pub struct Gateway {
     /// Metric handles.
     pub metrics: GatewayMetrics,
     requests: AtomicU64,
-    retries: AtomicU64,
+    retry_budget: RetryBudget,
+}
+
+/// What makes two routes' upstream clients interchangeable.
+#[derive(PartialEq)]
+struct ClientKey {
+    connect_timeout: Duration,
+    version: UpstreamVersion,
+    /// TLS pools get a client of their own (their names and CAs).
+    tls_pool: Option<usize>,
 }
 
 impl Gateway {
     /// A gateway over `routes`, with a client for each route (shared where
-    /// routes need the same one). `pools` and
-    /// `pool_configs` are indexed like the configuration's pools.
+    /// routes need the same one). `pools` and `pool_configs` are indexed
+    /// like the configuration's pools. Fails (naming the pool) when a TLS
+    /// pool's files no longer load.
     pub fn new(
         listener: &str,
         routes: RouteTable,
@@ -78,46 +95,55 @@ impl Gateway {
         max_body_bytes: u64,
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
-    ) -> Self {
+    ) -> Result<Self, (String, UpstreamTlsError)> {
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
         let upstream_versions: Vec<UpstreamVersion> =
             pool_configs.iter().map(|p| p.http_version).collect();
+        let upstream_origins = pool_configs.iter().map(origins).collect();
         let routes_len = routes.len();
         let route_names: Vec<String> = (0..routes_len)
             .filter_map(|id| routes.get(id).map(|r| r.name.clone()))
             .collect();
-        // One pooled client per distinct (connect timeout, upstream version),
-        // shared by every route that needs it: keep-alive connections to a
-        // backend are reused across routes, and thousands of routes do not
-        // mean thousands of connection pools.
-        let mut shared: Vec<((Duration, UpstreamVersion), UpstreamClient)> = Vec::new();
-        let clients = (0..routes.len())
-            .map(|id| {
-                let route = routes.get(id);
-                let connect = route.map_or(Duration::from_secs(5), |r| r.connect_timeout);
-                let version = match route.map(|r| &r.action) {
-                    Some(RouteAction::Forward { pool, .. }) => {
-                        upstream_versions.get(*pool).copied().unwrap_or_default()
-                    }
-                    _ => UpstreamVersion::Http1,
-                };
-                let key = (connect, version);
-                match shared.iter().find(|(k, _)| *k == key) {
-                    Some((_, c)) => c.clone(),
-                    None => {
-                        let c = client(connect, version);
-                        shared.push((key, c.clone()));
-                        c
-                    }
+        // One pooled client per distinct need, shared by every route that
+        // has it: keep-alive connections to a backend are reused across
+        // routes, and thousands of routes do not mean thousands of pools.
+        let mut shared: Vec<(ClientKey, UpstreamClient)> = Vec::new();
+        let mut clients = Vec::with_capacity(routes_len);
+        for id in 0..routes_len {
+            let route = routes.get(id);
+            let connect_timeout = route.map_or(Duration::from_secs(5), |r| r.connect_timeout);
+            let pool = match route.map(|r| &r.action) {
+                Some(RouteAction::Forward { pool, .. }) => {
+                    pool_configs.get(*pool).map(|p| (*pool, p))
                 }
-            })
-            .collect();
-        Self {
+                _ => None,
+            };
+            let key = ClientKey {
+                connect_timeout,
+                version: pool.map(|(_, p)| p.http_version).unwrap_or_default(),
+                tls_pool: pool.and_then(|(i, p)| p.tls.as_ref().map(|_| i)),
+            };
+            if let Some((_, c)) = shared.iter().find(|(k, _)| *k == key) {
+                clients.push(c.clone());
+                continue;
+            }
+            let connector = match pool {
+                Some((_, p)) if p.tls.is_some() => {
+                    tls_connector(connect_timeout, p).map_err(|e| (p.name.clone(), e))?
+                }
+                _ => Connector::plain(connect_timeout),
+            };
+            let c = client(connector, key.version);
+            clients.push(c.clone());
+            shared.push((key, c));
+        }
+        Ok(Self {
             listener: listener.into(),
             routes,
             pools,
             request_keys,
             upstream_versions,
+            upstream_origins,
             clients,
             max_body_bytes,
             access_log,
@@ -127,16 +153,13 @@ impl Gateway {
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
             requests: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-        }
+            retry_budget: RetryBudget::new(),
+        })
     }
 
-    /// A retry is allowed while retries stay within 20% of requests (plus 10).
+    /// A retry is allowed while the budget has a token for it.
     fn take_retry(&self) -> bool {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let retries = self.retries.load(Ordering::Relaxed);
-        if retries < requests / 5 + 10 {
-            self.retries.fetch_add(1, Ordering::Relaxed);
+        if self.retry_budget.withdraw() {
             true
         } else {
             self.metrics.budget_exhausted.increment(1);
@@ -145,21 +168,57 @@ impl Gateway {
     }
 }
 
-/// A pooled client: HTTP/1.1 keep-alive connections, or for an h2c pool
-/// HTTP/2 with prior knowledge (one multiplexed connection per backend,
-/// more only while one is being set up).
-fn client(connect_timeout: Duration, version: UpstreamVersion) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
+/// The scheme and authority of each backend of `pool`, in order.
+fn origins(pool: &weir_config::Pool) -> Vec<(Scheme, Authority)> {
+    let scheme = if pool.tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    pool.backends
+        .iter()
+        .map(|b| {
+            let authority = Authority::try_from(b.addr.to_string().as_str())
+                .unwrap_or_else(|_| Authority::from_static("invalid"));
+            (scheme.clone(), authority)
+        })
+        .collect()
+}
+
+/// The TLS connector of a pool with `[pools.tls]`.
+fn tls_connector(
+    connect_timeout: Duration,
+    pool: &weir_config::Pool,
+) -> Result<Connector, UpstreamTlsError> {
+    let Some(tls) = &pool.tls else {
+        return Ok(Connector::plain(connect_timeout));
+    };
+    let alpn = if pool.http_version.is_http2() {
+        Alpn::H2
+    } else {
+        Alpn::Http1
+    };
+    let config = client_config(tls, alpn)?;
+    let names = pool
+        .backends
+        .iter()
+        .zip(&tls.server_names)
+        .filter_map(|(b, name)| ServerName::try_from(name.clone()).ok().map(|n| (b.addr, n)))
+        .collect();
+    Ok(Connector::tls(connect_timeout, config, names))
+}
+
+/// A pooled client: HTTP/1.1 keep-alive connections, or for an HTTP/2 pool
+/// (h2c with prior knowledge, or h2 over TLS) one multiplexed connection
+/// per backend, more only while one is being set up.
+fn client(connector: Connector, version: UpstreamVersion) -> UpstreamClient {
     let mut builder = Client::builder(hyper_util::rt::TokioExecutor::new());
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(512);
-    if version == UpstreamVersion::H2c {
+    if version.is_http2() {
         builder
             .http2_only(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -188,6 +247,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     gw.requests.fetch_add(1, Ordering::Relaxed);
+    gw.retry_budget.deposit();
     let active = Active::new(gw.metrics.active.clone());
     let (mut parts, body) = req.into_parts();
     let seed = gw.requests.load(Ordering::Relaxed)
@@ -280,7 +340,7 @@ async fn pipeline(
         .ok_or(GatewayError::NoRoute)?;
     ex.route = Some(id);
     let route = gw.routes.get(id).ok_or(GatewayError::NoRoute)?;
-    let (pool_index, new_path) = match &route.action {
+    let (pool_index, path_and_query) = match &route.action {
         RouteAction::Redirect { code, location } => return Ok(redirect(*code, location)),
         RouteAction::Forward {
             pool,
@@ -288,14 +348,17 @@ async fn pipeline(
             rewrite_prefix,
         } => (
             *pool,
-            rewritten_path(route, &parts.uri, *strip_prefix, rewrite_prefix.as_deref()),
+            rewritten_path(route, &parts.uri, *strip_prefix, rewrite_prefix.as_deref())?,
         ),
     };
     if body.size_hint().lower() > gw.max_body_bytes {
         return Err(GatewayError::BodyTooLarge);
     }
     let pool = gw.pools.get(pool_index).ok_or(GatewayError::NoBackend)?;
-    let h2c = gw.upstream_versions.get(pool_index) == Some(&UpstreamVersion::H2c);
+    let http2 = gw
+        .upstream_versions
+        .get(pool_index)
+        .is_some_and(|v| v.is_http2());
 
     // Select.
     let key = request_key(
@@ -318,8 +381,8 @@ async fn pipeline(
 
     // Forward. An upgrade (WebSocket) keeps its Connection/Upgrade headers,
     // takes one attempt, and on 101 becomes a tunnel (HTTP/1.1 backends only:
-    // HTTP/2 has no Upgrade, so to an h2c pool it is a plain request).
-    let upgrade = !h2c && is_upgrade(&parts);
+    // HTTP/2 has no Upgrade, so to an HTTP/2 pool it is a plain request).
+    let upgrade = !http2 && is_upgrade(&parts);
     let mut client_upgrade = if upgrade {
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
     } else {
@@ -327,8 +390,8 @@ async fn pipeline(
     };
     let mut tunnel_slot = parts.extensions.remove::<TunnelSlot>();
     // `te: trailers` is the one TE an HTTP/2 request may carry (RFC 9113
-    // §8.2.2), and gRPC needs it: kept for h2c backends.
-    let te_trailers = h2c && headers::accepts_trailers(&parts.headers);
+    // §8.2.2), and gRPC needs it: kept for HTTP/2 backends.
+    let te_trailers = http2 && headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if te_trailers {
         parts
@@ -350,7 +413,7 @@ async fn pipeline(
     {
         parts.headers.insert(header::HOST, v);
     }
-    if h2c {
+    if http2 {
         // The backend's address is the `:authority` (the client's host is in
         // X-Forwarded-Host); a Host that differs from it would make the
         // request malformed (RFC 9113 §8.3.1).
@@ -397,12 +460,18 @@ async fn pipeline(
         let Some(backend) = selector.backend(index) else {
             continue;
         };
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(backend.addr.to_string())
-            .path_and_query(new_path.as_str())
-            .build()
-            .map_err(|_| GatewayError::BadRequest)?;
+        let Some((scheme, authority)) = gw
+            .upstream_origins
+            .get(pool_index)
+            .and_then(|o| o.get(index as usize))
+        else {
+            continue;
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme.clone());
+        uri.authority = Some(authority.clone());
+        uri.path_and_query = Some(path_and_query.clone());
+        let uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
         let this_head = if attempt == last_attempt {
             head.take()
         } else {
@@ -429,7 +498,8 @@ async fn pipeline(
                     return Err(client_fault);
                 }
                 if connect {
-                    count_connect_error(pool, index as usize);
+                    let failure = ConnectFailure::find(&e).unwrap_or(ConnectFailure::Other);
+                    count_connect_error(pool, index as usize, failure);
                     passive(pool, backend, false);
                 }
                 gw.outliers
@@ -527,9 +597,9 @@ fn tunnel(
     Response::from_parts(parts, empty())
 }
 
-fn count_connect_error(pool: &PoolRuntime, index: usize) {
+fn count_connect_error(pool: &PoolRuntime, index: usize, failure: ConnectFailure) {
     if let Some(m) = pool.backend_metrics.get(index) {
-        m.connect_errors[2].increment(1);
+        m.connect_errors[failure.metric_index()].increment(1);
     }
 }
 
@@ -569,32 +639,49 @@ fn request_key(
     }
 }
 
-/// The path (and query) to send upstream after the route's rewrite.
-fn rewritten_path(route: &Route, uri: &Uri, strip: bool, rewrite: Option<&str>) -> String {
-    let path = uri.path();
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let weir_config::http::PathMatch::Prefix(prefix) = &route.path else {
-        return format!("{path}{query}");
+/// The path (and query) to send upstream after the route's rewrite: the
+/// client's own (shared, not copied) when the route rewrites nothing.
+fn rewritten_path(
+    route: &Route,
+    uri: &Uri,
+    strip: bool,
+    rewrite: Option<&str>,
+) -> Result<PathAndQuery, GatewayError> {
+    let original = || {
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
     };
+    let weir_config::http::PathMatch::Prefix(prefix) = &route.path else {
+        return Ok(original());
+    };
+    let new_base = match (strip, rewrite) {
+        (true, _) => "",
+        (false, Some(r)) => r.trim_end_matches('/'),
+        (false, None) => return Ok(original()),
+    };
+    let path = uri.path();
     let rest = if prefix == "/" {
         path
     } else {
         path.strip_prefix(prefix.as_str()).unwrap_or(path)
     };
-    let new_base = match (strip, rewrite) {
-        (true, _) => "",
-        (false, Some(r)) => r.trim_end_matches('/'),
-        (false, None) => return format!("{path}{query}"),
-    };
-    let joined = format!("{new_base}{rest}");
-    let joined = if joined.is_empty() {
-        "/".to_owned()
-    } else if joined.starts_with('/') {
-        joined
+    let mut joined = String::with_capacity(new_base.len() + rest.len() + 2);
+    let rooted = if new_base.is_empty() {
+        rest.starts_with('/')
     } else {
-        format!("/{joined}")
+        new_base.starts_with('/')
     };
-    format!("{joined}{query}")
+    if !rooted {
+        joined.push('/');
+    }
+    joined.push_str(new_base);
+    joined.push_str(rest);
+    if let Some(q) = uri.query() {
+        joined.push('?');
+        joined.push_str(q);
+    }
+    PathAndQuery::try_from(joined).map_err(|_| GatewayError::BadRequest)
 }
 
 fn redirect(code: u16, location: &str) -> Response<ProxyBody> {

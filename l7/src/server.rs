@@ -58,6 +58,14 @@ pub enum HttpStartError {
         /// The cause.
         source: TlsError,
     },
+    /// A pool's TLS client settings could not be loaded.
+    #[error("pool {pool:?}: [pools.tls]: {source}")]
+    UpstreamTls {
+        /// Pool name.
+        pool: String,
+        /// The cause.
+        source: weir_config::upstream_tls::UpstreamTlsError,
+    },
 }
 
 /// A bound HTTP listener.
@@ -135,7 +143,8 @@ impl HttpService {
             options.max_body_bytes,
             access_log,
             outliers,
-        );
+        )
+        .map_err(|(pool, source)| HttpStartError::UpstreamTls { pool, source })?;
         Ok(Self {
             name: config.name.clone(),
             sockets,

@@ -525,6 +525,35 @@ async fn the_retry_budget_caps_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_healthy_period_does_not_bank_retries_for_an_outage() {
+    let b = backends(2).await;
+    let weir = Weir::start(
+        &Weir::http("round_robin", "", "passive = false"),
+        &addrs(&b),
+    )
+    .await;
+    for _ in 0..300 {
+        assert_eq!(get(weir.addr, "/x").await.status, 200);
+    }
+    for backend in &b {
+        backend.stop();
+    }
+    let n = 40;
+    for _ in 0..n {
+        assert_eq!(get(weir.addr, "/x").await.status, 502);
+    }
+    let retries = weir.listener_metric("weir_http_retries_total", &[]).await;
+    // A lifetime ratio would allow 340 / 5 + 10 = 78; the bucket holds 10
+    // tokens and the outage's own requests add 40 / 5.
+    assert!(
+        retries <= 10.0 + f64::from(n) / 5.0,
+        "retries bounded by the burst plus 20% of the outage's requests: {retries}"
+    );
+    assert!(retries >= 10.0, "the banked burst is spent: {retries}");
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_gets_a_504_at_the_response_timeout() {
     let b = backends(1).await;
     let routes = route("slow", "path_prefix = \"/\"\nresponse_timeout = \"300ms\"");

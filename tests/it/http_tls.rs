@@ -5,7 +5,6 @@
 //! leaves for `a.test` and `b.test`; clients trust only that CA.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +12,6 @@ use std::time::Duration;
 use hyper::Version;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,62 +19,12 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::support::fake_http::{ClientBody, FakeHttp, Reply, read_reply, req_with};
-use crate::support::peers::{TempDir, require, run_bounded};
+use crate::support::peers::{require, run_bounded};
+use crate::support::pki::Pki;
 use crate::support::{Weir, eventually};
 
 /// Bound on any one handshake or exchange.
 const BOUND: Duration = Duration::from_secs(10);
-
-/// A test CA and the leaf certificates it signs, as PEM files in a
-/// temporary directory.
-struct Pki {
-    dir: TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "weir test CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let dir = TempDir::new("tls");
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca }
-    }
-
-    fn ca_pem(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// Writes `{file}.pem` and `{file}.key` (each replaced atomically): a
-    /// leaf for `sans` signed by the CA. Returns their paths.
-    fn leaf(&self, file: &str, sans: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, sans[0]);
-        let cert = params.signed_by(&key, &*self.ca).unwrap();
-        let (c, k) = (
-            self.dir.join(&format!("{file}.pem")),
-            self.dir.join(&format!("{file}.key")),
-        );
-        for (path, text) in [(&c, cert.pem()), (&k, key.serialize_pem())] {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text).unwrap();
-            std::fs::rename(&tmp, path).unwrap();
-        }
-        (c.display().to_string(), k.display().to_string())
-    }
-}
 
 /// An https listener → one pool of `backends`, with `extra` listener keys
 /// and one `[[listeners.certificates]]` per (cert, key).

@@ -14,6 +14,7 @@ mod listener;
 mod pool;
 mod route;
 mod tls;
+mod upstream_tls;
 
 /// The validated pools, for resolving names in listeners and routes.
 pub(crate) struct Pools<'a> {
@@ -259,15 +260,24 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
                 format!("pools[{i}]"),
                 format!("pool {:?} is not used by any listener", p.name),
             );
-        } else if !http_pools.contains(&i)
-            && pools
-                .get(i)
-                .is_some_and(|p| p.http_version == crate::http::UpstreamVersion::H2c)
+        } else if let Some(version) = pools
+            .get(i)
+            .map(|p| p.http_version)
+            .filter(|v| !http_pools.contains(&i) && *v != crate::http::UpstreamVersion::Http1)
         {
             r.warn(
                 format!("pools[{i}].http_version"),
                 format!(
-                    "pool {:?} is used only by tcp/udp listeners, which forward bytes; \"h2c\" has no effect",
+                    "pool {:?} is used only by tcp/udp listeners, which forward bytes; {:?} has no effect",
+                    p.name,
+                    version.name()
+                ),
+            );
+        } else if !http_pools.contains(&i) && p.tls.is_some() {
+            r.warn(
+                format!("pools[{i}].tls"),
+                format!(
+                    "pool {:?} is used only by tcp/udp listeners, which forward bytes as they are; [pools.tls] has no effect",
                     p.name
                 ),
             );

@@ -145,6 +145,26 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
     {
         r.warn(format!("{path}.maglev_table_size"), format!("table of {table_size} is smaller than 100 × {} backends; the spread will be uneven", p.backends.len()));
     }
+    let http_version = http_version(
+        r,
+        &format!("{path}.http_version"),
+        p.http_version.as_deref(),
+    );
+    let tls = p
+        .tls
+        .as_ref()
+        .and_then(|t| super::upstream_tls::upstream_tls(r, &format!("{path}.tls"), t, &p.backends));
+    match (http_version, &tls) {
+        (UpstreamVersion::H2, None) if p.tls.is_none() => r.error(
+            format!("{path}.http_version"),
+            "\"h2\" is HTTP/2 over TLS and needs [pools.tls]; use \"h2c\" for cleartext HTTP/2",
+        ),
+        (UpstreamVersion::H2c, _) if p.tls.is_some() => r.error(
+            format!("{path}.http_version"),
+            "\"h2c\" is cleartext HTTP/2, but the pool has [pools.tls]; use \"h2\" for HTTP/2 over TLS",
+        ),
+        _ => {}
+    }
     let health_check = p
         .health_check
         .as_ref()
@@ -163,19 +183,17 @@ pub(super) fn pool(r: &mut Report, path: &str, p: &RawPool) -> Pool {
             p.fail_timeout.as_deref(),
             Duration::from_secs(10),
         ),
-        http_version: http_version(
-            r,
-            &format!("{path}.http_version"),
-            p.http_version.as_deref(),
-        ),
+        http_version,
+        tls,
     }
 }
 
-/// Parses `http_version`: `"http1"` (the default) or `"h2c"`.
+/// Parses `http_version`: `"http1"` (the default), `"h2c"` or `"h2"`.
 fn http_version(r: &mut Report, path: &str, value: Option<&str>) -> UpstreamVersion {
     match value {
         None | Some("http1") => UpstreamVersion::Http1,
         Some("h2c") => UpstreamVersion::H2c,
+        Some("h2") => UpstreamVersion::H2,
         Some(other) => {
             r.error(
                 path,

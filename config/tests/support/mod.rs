@@ -35,3 +35,42 @@ pub fn assert_lines(name: &str, text: &str, got: &[String], want: &[&str]) {
         want.join("\n")
     );
 }
+
+/// A temporary directory of rcgen certificates, removed on drop.
+pub struct CertDir(pub std::path::PathBuf);
+
+impl CertDir {
+    pub fn new() -> CertDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("weir-config-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        CertDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key`: a self-signed certificate for
+    /// `sans`, valid until `not_after` (year, month, day) or rcgen's default.
+    pub fn leaf(&self, name: &str, sans: &[&str], not_after: Option<(i32, u8, u8)>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(self.0.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

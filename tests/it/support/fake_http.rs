@@ -53,6 +53,8 @@ pub struct Stats {
     pub max_in_flight: AtomicUsize,
     /// TCP connections accepted.
     pub connections: AtomicUsize,
+    /// TLS handshakes that failed (TLS backends).
+    pub tls_failures: AtomicUsize,
     /// `METHOD path` of every request, in order of arrival.
     pub seen: Mutex<Vec<String>>,
 }
@@ -73,23 +75,40 @@ impl FakeHttp {
     /// each request's path (or `x-fake` header).
     pub async fn start(id: &str) -> FakeHttp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, id, None)
+        Self::serve(listener, id, None, None)
+    }
+
+    /// A backend like [`FakeHttp::start`] that speaks TLS with `config`
+    /// (HTTP/1.1 or HTTP/2 as ALPN chose).
+    pub async fn start_tls(id: &str, config: Arc<rustls::ServerConfig>) -> FakeHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(
+            listener,
+            id,
+            None,
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
     }
 
     /// A backend that applies `spec` (e.g. `"status/503"`) to every request
     /// without an `x-fake` header, whatever the path.
     pub async fn always(id: &str, spec: &str) -> FakeHttp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, id, Some(spec.to_owned()))
+        Self::serve(listener, id, Some(spec.to_owned()), None)
     }
 
     /// A backend on a given (previously used) address.
     pub async fn start_at(addr: SocketAddr, id: &str) -> FakeHttp {
         let listener = TcpListener::bind(addr).await.unwrap();
-        Self::serve(listener, id, None)
+        Self::serve(listener, id, None, None)
     }
 
-    fn serve(listener: TcpListener, id: &str, fixed: Option<String>) -> FakeHttp {
+    fn serve(
+        listener: TcpListener,
+        id: &str,
+        fixed: Option<String>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> FakeHttp {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let ctx = Arc::new(Ctx {
@@ -105,7 +124,18 @@ impl FakeHttp {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         ctx.stats.connections.fetch_add(1, Ordering::SeqCst);
-                        conns.spawn(serve_conn(stream, Arc::clone(&ctx)));
+                        let ctx = Arc::clone(&ctx);
+                        match tls.clone() {
+                            None => conns.spawn(serve_conn(stream, ctx)),
+                            Some(acceptor) => conns.spawn(async move {
+                                match acceptor.accept(stream).await {
+                                    Ok(tls) => serve_conn(tls, ctx).await,
+                                    Err(_) => {
+                                        ctx.stats.tls_failures.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }
+                            }),
+                        };
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -162,7 +192,10 @@ struct Ctx {
     stats: Arc<Stats>,
 }
 
-async fn serve_conn(stream: TcpStream, ctx: Arc<Ctx>) {
+async fn serve_conn<S>(stream: S, ctx: Arc<Ctx>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(answer(&ctx, req).await) }

@@ -10,6 +10,7 @@ pub mod fake_http;
 pub mod fake_udp;
 pub mod nginx;
 pub mod peers;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
