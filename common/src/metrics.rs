@@ -75,6 +75,9 @@ pub const HTTP_ERRORS: &str = "weir_http_gateway_errors_total";
 pub const HTTP_RETRIES: &str = "weir_http_retries_total";
 /// Retries refused by the retry budget, by `listener`.
 pub const HTTP_RETRY_BUDGET_EXHAUSTED: &str = "weir_http_retry_budget_exhausted_total";
+/// Requests whose client went away before the response began, by
+/// `listener` (also counted in [`HTTP_REQUESTS`] as status 499).
+pub const HTTP_ABANDONED: &str = "weir_http_requests_abandoned_total";
 
 /// Backends ejected by outlier detection, by `pool` and `backend`.
 pub const HTTP_EJECTIONS: &str = "weir_http_outlier_ejections_total";
@@ -161,6 +164,10 @@ pub fn describe() {
     describe_counter!(
         HTTP_RETRY_BUDGET_EXHAUSTED,
         "HTTP retries refused by the retry budget."
+    );
+    describe_counter!(
+        HTTP_ABANDONED,
+        "HTTP requests whose client went away before the response began (logged as status 499)."
     );
     describe_histogram!(
         CONNECTION_DURATION,

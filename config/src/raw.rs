@@ -293,7 +293,8 @@ pub struct RawRoute {
     pub request_timeout: Option<String>,
     /// Retries on another backend, 0 to 5: always after a failed connect;
     /// after a 502, 503 or a reset only for idempotent methods. Retries are
-    /// also capped by a budget of 20% of requests. Default `1`.
+    /// also capped by the listener's retry budget (20% of recent requests, at
+    /// most 10 banked). Default `1`.
     pub retries: Option<u32>,
 }
 

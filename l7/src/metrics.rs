@@ -60,6 +60,8 @@ pub struct GatewayMetrics {
     pub bytes_down: Counter,
     /// Retries refused by the budget.
     pub budget_exhausted: Counter,
+    /// Requests whose client left before the response began.
+    pub abandoned: Counter,
     /// One per route, plus a last one for requests no route matched.
     routes: Vec<RouteMetrics>,
 }
@@ -79,6 +81,7 @@ impl GatewayMetrics {
             active: metrics::gauge!(names::HTTP_ACTIVE, "listener" => listener.to_owned()),
             bytes_down: metrics::counter!(names::LISTENER_BYTES, "listener" => listener.to_owned(), "direction" => "downstream"),
             budget_exhausted: metrics::counter!(names::HTTP_RETRY_BUDGET_EXHAUSTED, "listener" => listener.to_owned()),
+            abandoned: metrics::counter!(names::HTTP_ABANDONED, "listener" => listener.to_owned()),
             routes: all,
         }
     }

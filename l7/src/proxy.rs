@@ -253,26 +253,83 @@ pub async fn handle(
     let seed = gw.requests.load(Ordering::Relaxed)
         ^ (Instant::now().elapsed().as_nanos() as u64)
         ^ weir_common::hash::hash_ip_port(client_addr);
-    let mut ex = Exchange {
-        start: Instant::now(),
-        version: parts.version,
-        client: client_addr,
-        method: parts.method.clone(),
-        host: headers::host_of(&parts.uri, &parts.headers).unwrap_or_default(),
-        path: parts.uri.path().to_owned(),
-        request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
-        route: None,
-        backend: None,
+    let mut pending = Pending {
+        gw: Arc::clone(&gw),
+        ex: Exchange {
+            start: Instant::now(),
+            version: parts.version,
+            client: client_addr,
+            method: parts.method.clone(),
+            host: headers::host_of(&parts.uri, &parts.headers).unwrap_or_default(),
+            path: parts.uri.path().to_owned(),
+            request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
+            route: None,
+            backend: None,
+        },
+        active: Some(active),
+        logged: false,
     };
-    let result = pipeline(&gw, &mut ex, parts, body).await;
+    let result = pipeline(&gw, &mut pending.ex, parts, body).await;
     let response = match result {
         Ok(resp) => resp,
         Err(e) => {
             metrics::counter!(names::HTTP_ERRORS, "listener" => gw.listener.to_string(), "reason" => reason(e)).increment(1);
-            error_response(e, &ex.request_id)
+            error_response(e, &pending.ex.request_id)
         }
     };
-    finish(gw, ex, response, active)
+    finish(pending, response)
+}
+
+/// A request until its log line is written. Dropped unlogged, it is a
+/// request whose client went away before the response began (hyper
+/// cancelled the handler): counted and logged with nginx's status 499.
+struct Pending {
+    gw: Arc<Gateway>,
+    ex: Exchange,
+    active: Option<Active>,
+    logged: bool,
+}
+
+/// Status logged for a request abandoned by its client (nginx's 499).
+const CLIENT_CLOSED: u16 = 499;
+
+impl Pending {
+    /// Counts the request, writes its access-log line and ends it.
+    fn log(&mut self, status: u16, bytes: u64, complete: bool) {
+        self.logged = true;
+        drop(self.active.take());
+        let (gw, ex) = (&self.gw, &self.ex);
+        let elapsed = ex.start.elapsed();
+        gw.metrics
+            .answered(ex.route, &ex.method, status, elapsed.as_secs_f64());
+        gw.metrics.bytes_down.increment(bytes);
+        let route = ex
+            .route
+            .and_then(|id| gw.routes.get(id))
+            .map_or("none", |r| r.name.as_str());
+        gw.access_log.write(&Entry {
+            client: ex.client,
+            method: ex.method.as_str(),
+            host: &ex.host,
+            path: &ex.path,
+            status,
+            bytes,
+            duration: elapsed,
+            route,
+            backend: ex.backend.as_deref(),
+            request_id: &ex.request_id,
+            complete,
+        });
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.logged {
+            self.gw.metrics.abandoned.increment(1);
+            self.log(CLIENT_CLOSED, 0, false);
+        }
+    }
 }
 
 /// One request counted in `weir_http_requests_active` until dropped, so a
@@ -716,39 +773,13 @@ fn respond(
 
 /// Wraps the final response so the access log line and the metrics are
 /// written when its body ends.
-fn finish(
-    gw: Arc<Gateway>,
-    ex: Exchange,
-    response: Response<ProxyBody>,
-    active: Active,
-) -> Response<ProxyBody> {
+fn finish(mut pending: Pending, response: Response<ProxyBody>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     // Answer in the client's version, whatever the backend spoke.
-    parts.version = ex.version;
-    let status = parts.status;
-    let route_name: Arc<str> = ex
-        .route
-        .and_then(|id| gw.routes.get(id))
-        .map_or_else(|| Arc::from("none"), |r| Arc::from(r.name.as_str()));
+    parts.version = pending.ex.version;
+    let status = parts.status.as_u16();
     let on_end = Box::new(move |bytes: u64, complete: bool| {
-        drop(active);
-        let elapsed = ex.start.elapsed();
-        gw.metrics
-            .answered(ex.route, &ex.method, status.as_u16(), elapsed.as_secs_f64());
-        gw.metrics.bytes_down.increment(bytes);
-        gw.access_log.write(&Entry {
-            client: ex.client,
-            method: ex.method.as_str(),
-            host: &ex.host,
-            path: &ex.path,
-            status: status.as_u16(),
-            bytes,
-            duration: elapsed,
-            route: &route_name,
-            backend: ex.backend.as_deref(),
-            request_id: &ex.request_id,
-            complete,
-        });
+        pending.log(status, bytes, complete);
     });
     let tracked = Tracked::new(body, None, on_end);
     Response::from_parts(parts, tracked.boxed())

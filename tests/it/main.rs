@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod dns;
+mod http_access_log;
 mod http_bad_input;
 mod http_gateway;
 mod http_h2;
