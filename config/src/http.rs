@@ -20,6 +20,10 @@ pub struct HttpOptions {
     pub max_concurrent_streams: u32,
     /// Where the access log goes.
     pub access_log: AccessLog,
+    /// Send RFC 7239 `Forwarded` to backends.
+    pub forwarded: bool,
+    /// The pseudonym of `Via` headers; `None` = no `Via`.
+    pub via: Option<String>,
     /// Routes, in file order.
     pub routes: Vec<Route>,
 }

@@ -193,6 +193,14 @@ pub struct RawListener {
     /// *HTTP only.* Where the access log goes, one JSON object per request:
     /// `"stdout"`, `"off"`, or a file path (appended). Default `"stdout"`.
     pub access_log: Option<String>,
+    /// *HTTP only.* Also send the standard `Forwarded` header (RFC 7239:
+    /// `for`, `host`, `proto`) to backends, appended to the client's,
+    /// beside the `X-Forwarded-*` headers. Default `false`.
+    pub forwarded: Option<bool>,
+    /// *HTTP only.* This proxy's name in a `Via` header added to requests
+    /// and responses (`Via: 1.1 NAME`), a token such as `"weir"`. Default:
+    /// no `Via`.
+    pub via: Option<String>,
     /// *HTTP only.* `[[listeners.routes]]`: how requests are matched to
     /// pools. At least one for an HTTP listener; a request no route matches
     /// gets 404.

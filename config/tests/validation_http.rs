@@ -46,6 +46,11 @@ fn http_listener_and_route_errors_table() {
     let r0 = "listeners[0].routes[0]";
     let cases: Vec<(&str, String, Vec<String>)> = vec![
         (
+            "via that is not a token",
+            http_doc(&format!("via = \"my proxy\"\n{}", route("pool = \"web\""))),
+            vec!["listeners[0].via: \"my proxy\" is not a token; use letters, digits and -._~ (e.g. \"weir\"), at most 64".into()],
+        ),
+        (
             "no routes and no pool",
             http_doc(""),
             vec!["listeners[0].routes: an http listener needs at least one route (or a pool for every request)".into()],
@@ -212,7 +217,7 @@ fn http_listener_and_route_errors_table() {
 fn a_full_http_listener_is_valid() {
     let text = http_doc(
         &[
-            "access_log = \"off\"",
+            "access_log = \"off\"\nforwarded = true\nvia = \"edge-1\"",
             &route("name = \"api\"\nhost = \"*.example.com\"\npath_prefix = \"/api/\"\nmethods = [\"get\"]\npool = \"web\"\nrewrite_prefix = \"/v2\"\nretries = 0"),
             &route("name = \"old\"\npath = \"/old\"\nredirect = \"https://example.com/new\"\nredirect_code = 308"),
         ]
@@ -233,6 +238,8 @@ fn a_full_http_listener_is_valid() {
         Some(weir_config::http::HostMatch::Suffix(".example.com".into()))
     );
     assert_eq!(api.retries, 0);
+    assert!(http.forwarded);
+    assert_eq!(http.via.as_deref(), Some("edge-1"));
     assert_eq!(
         http.routes[1].action,
         weir_config::http::RouteAction::Redirect {

@@ -83,6 +83,48 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: &str, pr
     }
 }
 
+/// Appends an RFC 7239 `Forwarded` element for this hop:
+/// `for=...;host=...;proto=...`, quoting what is not a token (IPv6
+/// addresses are quoted and bracketed, §6).
+pub fn add_rfc7239(headers: &mut HeaderMap, client: SocketAddr, host: &str, proto: &'static str) {
+    let ip = client.ip().to_canonical();
+    let for_ = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut element = format!("for={for_}");
+    if !host.is_empty() {
+        let token = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if token {
+            element.push_str(&format!(";host={host}"));
+        } else if !host.contains(['"', '\\']) {
+            element.push_str(&format!(";host=\"{host}\""));
+        }
+    }
+    element.push_str(&format!(";proto={proto}"));
+    if let Ok(v) = HeaderValue::from_str(&element) {
+        headers.append(http::header::FORWARDED, v);
+    }
+}
+
+/// Appends this hop to `Via` (RFC 9110 §7.6.3): the protocol version the
+/// message was received with, and the proxy's pseudonym.
+pub fn add_via(headers: &mut HeaderMap, received: http::Version, pseudonym: &str) {
+    let version = match received {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{version} {pseudonym}")) {
+        headers.append(http::header::VIA, v);
+    }
+}
+
 /// The request's id: the client's `X-Request-Id` if it is sane, otherwise a
 /// new random one. Returned as set on the request.
 pub fn request_id(headers: &mut HeaderMap, seed: u64) -> String {

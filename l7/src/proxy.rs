@@ -26,7 +26,7 @@ use weir_common::hash::{hash_bytes, mix64};
 use weir_common::health::{self, Source};
 use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
-use weir_config::http::{RequestKey, Route, RouteAction, UpstreamVersion};
+use weir_config::http::{HttpOptions, RequestKey, Route, RouteAction, UpstreamVersion};
 use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
 
 use crate::access_log::{AccessLogger, Entry};
@@ -67,10 +67,21 @@ pub struct Gateway {
     pub access_log: AccessLogger,
     /// Passive outlier detection, shared by every HTTP listener.
     pub outliers: Arc<Outliers>,
+    /// The optional forwarding headers (`Forwarded`, `Via`).
+    pub forwarding: Forwarding,
     /// Metric handles.
     pub metrics: GatewayMetrics,
     requests: AtomicU64,
     retry_budget: RetryBudget,
+}
+
+/// The optional forwarding headers a listener adds.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    /// Send RFC 7239 `Forwarded` to backends.
+    pub rfc7239: bool,
+    /// The pseudonym of `Via` on requests and responses.
+    pub via: Option<String>,
 }
 
 /// What makes two routes' upstream clients interchangeable.
@@ -89,13 +100,13 @@ impl Gateway {
     /// pool's files no longer load.
     pub fn new(
         listener: &str,
-        routes: RouteTable,
+        options: &HttpOptions,
         pools: Vec<Arc<PoolRuntime>>,
         pool_configs: &[weir_config::Pool],
-        max_body_bytes: u64,
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
     ) -> Result<Self, (String, UpstreamTlsError)> {
+        let routes = RouteTable::new(options.routes.clone());
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
         let upstream_versions: Vec<UpstreamVersion> =
             pool_configs.iter().map(|p| p.http_version).collect();
@@ -145,9 +156,13 @@ impl Gateway {
             upstream_versions,
             upstream_origins,
             clients,
-            max_body_bytes,
+            max_body_bytes: options.max_body_bytes,
             access_log,
             outliers,
+            forwarding: Forwarding {
+                rfc7239: options.forwarded,
+                via: options.via.clone(),
+            },
             metrics: GatewayMetrics::new(
                 listener,
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
@@ -457,6 +472,12 @@ async fn pipeline(
     }
     let proto = crate::tls::forwarded_proto(&parts.extensions);
     headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, proto);
+    if gw.forwarding.rfc7239 {
+        headers::add_rfc7239(&mut parts.headers, ex.client, &ex.host, proto);
+    }
+    if let Some(via) = &gw.forwarding.via {
+        headers::add_via(&mut parts.headers, parts.version, via);
+    }
     // The backend sees the host the request was routed by: an absolute-form
     // target (or HTTP/2 :authority) replaces any Host header (RFC 9112 §3.2.2).
     if let Some(a) = parts.uri.authority()
@@ -591,12 +612,26 @@ async fn pipeline(
                     fallback = Some((resp, in_flight));
                     continue;
                 }
-                return Ok(respond(resp, route, &ex.request_id, in_flight, deadline));
+                return Ok(respond(
+                    gw,
+                    resp,
+                    route,
+                    &ex.request_id,
+                    in_flight,
+                    deadline,
+                ));
             }
         }
     }
     match fallback {
-        Some((resp, in_flight)) => Ok(respond(resp, route, &ex.request_id, in_flight, deadline)),
+        Some((resp, in_flight)) => Ok(respond(
+            gw,
+            resp,
+            route,
+            &ex.request_id,
+            in_flight,
+            deadline,
+        )),
         None => Err(last_error),
     }
 }
@@ -754,6 +789,7 @@ fn redirect(code: u16, location: &str) -> Response<ProxyBody> {
 /// the route's edits applied, and the body streamed through [`Tracked`]
 /// (which holds the backend's in-flight slot until the body ends).
 fn respond(
+    gw: &Gateway,
     resp: Response<Incoming>,
     route: &Route,
     request_id: &str,
@@ -762,6 +798,9 @@ fn respond(
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(via) = &gw.forwarding.via {
+        headers::add_via(&mut parts.headers, parts.version, via);
+    }
     headers::apply(&mut parts.headers, &route.response_headers);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         parts.headers.insert(headers::REQUEST_ID, v);

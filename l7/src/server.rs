@@ -26,7 +26,6 @@ use crate::access_log::AccessLogger;
 use crate::body::{LastActivity, Watched};
 use crate::outlier::Outliers;
 use crate::proxy::{self, Gateway};
-use crate::route::RouteTable;
 use crate::tls::{OverTls, ServerTls, TlsError};
 
 /// Why an HTTP listener could not start.
@@ -105,6 +104,8 @@ impl HttpService {
             keepalive_timeout: Duration::from_secs(60),
             max_concurrent_streams: 100,
             access_log: weir_config::http::AccessLog::Off,
+            forwarded: false,
+            via: None,
             routes: Vec::new(),
         });
         let sockets = config
@@ -137,10 +138,9 @@ impl HttpService {
         };
         let gateway = Gateway::new(
             &config.name,
-            RouteTable::new(options.routes.clone()),
+            &options,
             pools,
             pool_configs,
-            options.max_body_bytes,
             access_log,
             outliers,
         )

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hyper::Version;
 use tokio::net::TcpStream;
 
+use crate::http_forwarding::is_request_id;
 use crate::support::fake::refused_addr;
 use crate::support::fake_http::{
     FakeHttp, H2, closes_within, get, raw_exchange, read_response, req, req_with, send, try_send,
@@ -34,10 +35,6 @@ async fn backends(n: usize) -> Vec<FakeHttp> {
 
 fn addrs(b: &[FakeHttp]) -> Vec<SocketAddr> {
     b.iter().map(|b| b.addr).collect()
-}
-
-fn is_request_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,76 +259,6 @@ async fn redirects_answer_without_a_backend() {
     assert_eq!(b[0].requests(), 0);
     // The listener's pool still takes the rest.
     assert_eq!(get(weir.addr, "/other").await.status, 200);
-    weir.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_headers_and_request_ids() {
-    let b = backends(1).await;
-    let weir = Weir::start(&Weir::http("round_robin", "", ""), &addrs(&b)).await;
-
-    let r = send(
-        weir.addr,
-        req_with(
-            "GET",
-            "/f",
-            &[
-                ("host", "App.Test:8080"),
-                ("x-forwarded-for", "203.0.113.7"),
-                ("x-forwarded-proto", "https"),
-                ("x-forwarded-host", "evil.test"),
-            ],
-            "",
-        ),
-    )
-    .await;
-    let e = r.echo();
-    assert_eq!(e.header_all("x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
-    assert_eq!(
-        e.header_all("x-forwarded-proto"),
-        ["http"],
-        "a client cannot claim https"
-    );
-    assert_eq!(e.header_all("x-forwarded-host"), ["app.test"]);
-    assert_eq!(e.header_all("host"), ["App.Test:8080"], "Host is kept");
-
-    let e = get(weir.addr, "/f").await.echo();
-    assert_eq!(e.header_all("x-forwarded-for"), ["127.0.0.1"]);
-
-    // A request id is made, sent upstream, and echoed back.
-    let r = get(weir.addr, "/id").await;
-    let sent = r.echo().header("x-request-id").expect("backend sees an id");
-    assert!(is_request_id(&sent), "{sent}");
-    assert_eq!(r.header("x-request-id"), Some(sent.as_str()));
-    let other = get(weir.addr, "/id").await;
-    assert_ne!(
-        other.header("x-request-id"),
-        Some(sent.as_str()),
-        "ids differ"
-    );
-
-    // A sane client id is kept; an insane one is replaced.
-    for (given, kept) in [
-        ("abc-123", true),
-        ("trace:1.2_3", true),
-        ("bad value!", false),
-        (&*"x".repeat(129), false),
-    ] {
-        let r = send(
-            weir.addr,
-            req_with("GET", "/id", &[("host", "a"), ("x-request-id", given)], ""),
-        )
-        .await;
-        let upstream = r.echo().header_all("x-request-id");
-        assert_eq!(upstream.len(), 1, "{upstream:?}");
-        let down = r.header("x-request-id").unwrap().to_owned();
-        assert_eq!(upstream[0], down, "the id sent up is the id sent back");
-        if kept {
-            assert_eq!(down, given);
-        } else {
-            assert!(is_request_id(&down), "{given:?} replaced by {down}");
-        }
-    }
     weir.stop().await;
 }
 

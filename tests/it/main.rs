@@ -9,6 +9,7 @@ mod cli;
 mod dns;
 mod http_access_log;
 mod http_bad_input;
+mod http_forwarding;
 mod http_gateway;
 mod http_h2;
 mod http_health;

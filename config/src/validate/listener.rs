@@ -154,7 +154,7 @@ fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protoco
     // What applies to http applies to https (HTTP over TLS) too.
     const HTTP: &[Protocol] = &[Http, Https];
     const TCP_HTTP: &[Protocol] = &[Tcp, Http, Https];
-    let keys: [(&str, bool, &[Protocol]); 21] = [
+    let keys: [(&str, bool, &[Protocol]); 23] = [
         ("max_connections", l.max_connections.is_some(), TCP_HTTP),
         ("backlog", l.backlog.is_some(), TCP_HTTP),
         ("keepalive", l.keepalive.is_some(), TCP_HTTP),
@@ -177,6 +177,8 @@ fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protoco
             HTTP,
         ),
         ("access_log", l.access_log.is_some(), HTTP),
+        ("forwarded", l.forwarded.is_some(), HTTP),
+        ("via", l.via.is_some(), HTTP),
         ("routes", l.routes.is_some(), HTTP),
         ("certificates", l.certificates.is_some(), &[Https]),
         ("tls_min_version", l.tls_min_version.is_some(), &[Https]),

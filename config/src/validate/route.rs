@@ -123,7 +123,29 @@ pub(super) fn http_options(
             10_000,
         ),
         access_log,
+        forwarded: l.forwarded.unwrap_or(false),
+        via: via(r, &format!("{path}.via"), l.via.as_deref()),
         routes,
+    }
+}
+
+/// `via`: an HTTP token (RFC 9110 §5.6.2), the pseudonym `Via` carries.
+fn via(r: &mut Report, path: &str, value: Option<&str>) -> Option<String> {
+    let v = value?;
+    let token = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        Some(v.to_owned())
+    } else {
+        r.error(
+            path,
+            format!(
+                "{v:?} is not a token; use letters, digits and -._~ (e.g. \"weir\"), at most 64"
+            ),
+        );
+        None
     }
 }
 
