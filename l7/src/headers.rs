@@ -11,14 +11,15 @@ use weir_config::http::HeaderEdits;
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is not one of them: it is end to end, and hyper sends an
+/// HTTP/1.1 client only the trailer fields it names.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 

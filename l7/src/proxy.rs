@@ -461,14 +461,22 @@ async fn pipeline(
         None
     };
     let mut tunnel_slot = parts.extensions.remove::<TunnelSlot>();
-    // `te: trailers` is the one TE an HTTP/2 request may carry (RFC 9113
-    // §8.2.2), and gRPC needs it: kept for HTTP/2 backends.
-    let te_trailers = http2 && headers::accepts_trailers(&parts.headers);
+    // `te: trailers` says the client takes trailer fields; weir passes them
+    // through, so the backend is told (the one TE HTTP/2 allows, RFC 9113
+    // §8.2.2, and what gRPC needs). Other TE codings are this hop's only.
+    let te_trailers = headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if te_trailers {
         parts
             .headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
+        if !http2 && !upgrade {
+            // HTTP/1.1 wants TE named as a connection option (RFC 9110
+            // §10.1.4); HTTP/2 forbids the Connection header.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("te"));
+        }
     }
     let proto = crate::tls::forwarded_proto(&parts.extensions);
     headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, proto);

@@ -16,6 +16,7 @@ mod http_health;
 mod http_load;
 mod http_outlier;
 mod http_tls;
+mod http_trailers;
 mod http_upgrade;
 mod http_upstream_tls;
 mod l4_faults;
