@@ -57,7 +57,52 @@ pub enum PathMatch {
     Exact(String),
     /// This prefix on segment boundaries (no trailing slash, except `/`).
     Prefix(String),
+    /// A regular expression the whole path must match.
+    Regex(PathRegex),
 }
+
+/// A route's `path_regex`, compiled to match the whole path.
+#[derive(Debug, Clone)]
+pub struct PathRegex {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl PathRegex {
+    /// Compiles `source` anchored at both ends; the error is one line.
+    pub fn new(source: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map(|regex| Self {
+                source: source.to_owned(),
+                regex,
+            })
+            .map_err(|e| {
+                let text = e.to_string();
+                let last = text.lines().last().unwrap_or_default().trim();
+                last.strip_prefix("error: ").unwrap_or(last).to_owned()
+            })
+    }
+
+    /// True when the whole `path` matches.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.regex.is_match(path)
+    }
+
+    /// The expression as configured.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for PathRegex {}
 
 /// What a matched route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +229,7 @@ impl Route {
             PathMatch::Exact(p) => p.clone(),
             PathMatch::Prefix(p) if p == "/" => "/*".to_owned(),
             PathMatch::Prefix(p) => format!("{p}/*"),
+            PathMatch::Regex(r) => format!("~{}", r.as_str()),
         };
         let methods = if self.methods.is_empty() {
             String::new()

@@ -261,6 +261,10 @@ pub struct RawRoute {
     /// Path prefix to match, on segment boundaries: `"/api"` matches `/api`
     /// and `/api/users`, not `/apiary`. `"/"` matches everything.
     pub path_prefix: Option<String>,
+    /// A regular expression the whole path must match (`"/users/[0-9]+"`),
+    /// instead of `path` or `path_prefix`; tried after exact paths and
+    /// prefixes, before a catch-all `/`, in file order.
+    pub path_regex: Option<String>,
     /// Methods to match (`["GET", "HEAD"]`). Default: any method.
     pub methods: Option<Vec<String>>,
     /// Request headers that must be present with exactly these values

@@ -91,6 +91,21 @@ fn http_listener_and_route_errors_table() {
             vec![format!("{r0}.path_prefix: set path or path_prefix, not both")],
         ),
         (
+            "path_regex beside path_prefix",
+            http_doc(&fwd("path_prefix = \"/b\"\npath_regex = \"/b/[0-9]+\"")),
+            vec![format!("{r0}.path_regex: set one of path, path_prefix and path_regex")],
+        ),
+        (
+            "path_regex that does not compile",
+            http_doc(&fwd("path_regex = \"/users/([0-9]+\"")),
+            vec![format!("{r0}.path_regex: invalid regular expression \"/users/([0-9]+\": unclosed group")],
+        ),
+        (
+            "path_regex with a backreference",
+            http_doc(&fwd("path_regex = \"/(a)\\\\1\"")),
+            vec![format!("{r0}.path_regex: invalid regular expression \"/(a)\\\\1\": backreferences are not supported")],
+        ),
+        (
             "relative path and path_prefix",
             http_doc(&(fwd("path = \"a\"") + &fwd("path_prefix = \"b\""))),
             vec![

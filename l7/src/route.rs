@@ -8,9 +8,14 @@
 //! lookups whatever the number of routes. Among routes with the same key,
 //! the first in file order whose method and header conditions hold wins.
 //!
+//! Regex routes (`path_regex`) are the one linear part: when no exact path
+//! and no prefix other than `/` matches, the regex routes of the request's
+//! host keys are tried in file order, and only then a catch-all `/`.
+//!
 //! Precedence (documented in docs/configuration.md): exact path, then the
-//! longest prefix; at equal path specificity a route for the exact host,
-//! then the longest wildcard, then routes for any host; then file order.
+//! longest prefix, then regex, then the catch-all; at equal path
+//! specificity a route for the exact host, then the longest wildcard, then
+//! routes for any host; then file order.
 
 use std::collections::HashMap;
 
@@ -22,6 +27,8 @@ use weir_config::http::{HostMatch, PathMatch, Route};
 struct PathIndex {
     exact: HashMap<String, Vec<usize>>,
     prefix: HashMap<String, Vec<usize>>,
+    /// Regex routes, in file order.
+    regex: Vec<usize>,
 }
 
 impl PathIndex {
@@ -30,6 +37,7 @@ impl PathIndex {
             PathMatch::Exact(p) => self.exact.entry(p.clone()).or_default().push(id),
             PathMatch::Prefix(p) => self.prefix.entry(p.clone()).or_default().push(id),
             PathMatch::Any => self.prefix.entry("/".to_owned()).or_default().push(id),
+            PathMatch::Regex(_) => self.regex.push(id),
         }
     }
 }
@@ -137,18 +145,26 @@ impl RouteTable {
             }
         }
         let mut prefix = path.trim_end_matches('/');
-        loop {
-            let key = if prefix.is_empty() { "/" } else { prefix };
+        while !prefix.is_empty() {
             for index in &indexes {
-                if let Some(id) = index.prefix.get(key).and_then(fits) {
+                if let Some(id) = index.prefix.get(prefix).and_then(fits) {
                     return Some(id);
                 }
             }
-            if prefix.is_empty() {
-                return None;
-            }
             prefix = &prefix[..prefix.rfind('/').unwrap_or(0)];
         }
+        for index in &indexes {
+            let matching = index.regex.iter().copied().find(|&id| {
+                matches!(self.routes.get(id).map(|r| &r.path), Some(PathMatch::Regex(re)) if re.is_match(path))
+                    && self.conditions_hold(id, method, headers)
+            });
+            if matching.is_some() {
+                return matching;
+            }
+        }
+        indexes
+            .iter()
+            .find_map(|index| index.prefix.get("/").and_then(fits))
     }
 
     fn conditions_hold(&self, id: usize, method: &str, headers: &HeaderMap) -> bool {
@@ -169,7 +185,7 @@ impl RouteTable {
 mod tests {
     use std::time::Duration;
 
-    use weir_config::http::{HeaderEdits, RouteAction};
+    use weir_config::http::{HeaderEdits, PathRegex, RouteAction};
 
     use super::*;
 
@@ -211,6 +227,7 @@ mod tests {
         let wild = |s: &str| Some(HostMatch::Suffix(s.into()));
         let p = |s: &str| PathMatch::Prefix(s.into());
         let e = |s: &str| PathMatch::Exact(s.into());
+        let re = |s: &str| PathMatch::Regex(PathRegex::new(s).unwrap());
         let mut get_only = route("get-only", None, e("/m"));
         get_only.methods = vec!["GET".into()];
         let mut blue = route("blue", None, p("/t"));
@@ -229,6 +246,10 @@ mod tests {
             route("t", None, p("/t")),
             route("first", None, p("/dup")),
             route("second", None, p("/dup")),
+            route("users-re", None, re("/users/[0-9]+")),
+            route("files", None, p("/files")),
+            route("png-re", None, re("/files/.*[.]png")),
+            route("shop-re", exact("shop.example.com"), re("/sku-[a-z]+")),
         ]);
         let none = HeaderMap::new();
         let mut blue_h = HeaderMap::new();
@@ -258,6 +279,17 @@ mod tests {
             ("a.test", "/t/1", "GET", &blue_h, "blue"),
             ("a.test", "/t/1", "GET", &none, "t"),
             ("a.test", "/dup", "GET", &none, "first"),
+            // A regex beats the catch-all, matches the whole path, and
+            // loses to any other prefix.
+            ("a.test", "/users/42", "GET", &none, "users-re"),
+            ("a.test", "/users/42/x", "GET", &none, "root"),
+            ("a.test", "/users/4x2", "GET", &none, "root"),
+            ("a.test", "/files/a.png", "GET", &none, "files"),
+            ("shop.example.com", "/sku-abc", "GET", &none, "shop-re"),
+            ("a.test", "/sku-abc", "GET", &none, "root"),
+            // Path specificity comes before host: an any-host regex beats a
+            // host's wildcard catch-all.
+            ("shop.example.com", "/users/42", "GET", &none, "users-re"),
         ];
         for (host, path, method, headers, want) in cases {
             assert_eq!(

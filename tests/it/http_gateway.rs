@@ -62,6 +62,7 @@ async fn routing_precedence_end_to_end() {
         route("t", "path_prefix = \"/t\""),
         route("first", "path_prefix = \"/dup\""),
         route("second", "path_prefix = \"/dup\""),
+        route("user-id", "path_regex = \"/users/[0-9]+\""),
     ]
     .concat();
     let weir = Weir::start(&Weir::http_routes("round_robin", &routes, ""), &addrs(&b)).await;
@@ -69,6 +70,8 @@ async fn routing_precedence_end_to_end() {
         ("a.test", "GET", "/", None, "root"),
         ("a.test", "GET", "/other", None, "root"),
         ("a.test", "GET", "/api", None, "api"),
+        ("a.test", "GET", "/users/42?full=1", None, "user-id"),
+        ("a.test", "GET", "/users/42/x", None, "root"),
         ("a.test", "GET", "/api/", None, "api"),
         ("a.test", "GET", "/apiary", None, "root"),
         ("a.test", "GET", "/api/orders/1?x=1", None, "api"),

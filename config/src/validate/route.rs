@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Pools, Report};
-use crate::http::{AccessLog, HeaderEdits, HostMatch, HttpOptions, PathMatch, Route, RouteAction};
+use crate::http::{
+    AccessLog, HeaderEdits, HostMatch, HttpOptions, PathMatch, PathRegex, Route, RouteAction,
+};
 use crate::raw::{RawListener, RawRoute};
 
 /// True for a valid HTTP header field name (RFC 9110 token).
@@ -193,6 +195,26 @@ fn route(r: &mut Report, path: &str, index: usize, raw: &RawRoute, pools: &Pools
             })
         }
         (None, None) => PathMatch::Any,
+    };
+    let path_match = match &raw.path_regex {
+        None => path_match,
+        Some(_) if raw.path.is_some() || raw.path_prefix.is_some() => {
+            r.error(
+                format!("{path}.path_regex"),
+                "set one of path, path_prefix and path_regex",
+            );
+            path_match
+        }
+        Some(source) => match PathRegex::new(source) {
+            Ok(regex) => PathMatch::Regex(regex),
+            Err(e) => {
+                r.error(
+                    format!("{path}.path_regex"),
+                    format!("invalid regular expression {source:?}: {e}"),
+                );
+                PathMatch::Any
+            }
+        },
     };
     let methods: Vec<String> = raw
         .methods
