@@ -298,7 +298,8 @@ pub struct RawRoute {
     /// Bound on connecting to a backend. Duration. Default `"5s"`.
     pub connect_timeout: Option<String>,
     /// Bound on waiting for the backend's response headers once the request
-    /// is sent; past it the client gets 504. Duration. Default `"30s"`.
+    /// is sent; past it the client gets 504 (408 when the backend waits for
+    /// a body the client stopped sending). Duration. Default `"30s"`.
     pub response_timeout: Option<String>,
     /// Bound on the whole exchange, request and response body included.
     /// Duration. Default `"5m"`.

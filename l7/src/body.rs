@@ -218,3 +218,86 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// What the gateway learns about a client's request body while a backend
+/// reads it: how it failed, and whether the backend is waiting on the
+/// client (so a stall is blamed on the right side).
+#[derive(Debug, Default)]
+pub struct ClientBodyState {
+    /// Set when the body fails: too large, or malformed / cut off.
+    pub error: std::sync::OnceLock<ClientBodyError>,
+    waiting_on_client: std::sync::atomic::AtomicBool,
+}
+
+impl ClientBodyState {
+    /// True when the body's last poll found no bytes from the client: the
+    /// backend asked for more and the client has not sent it.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Ordering::Relaxed)
+    }
+}
+
+/// How a client's body failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyError {
+    /// Over `max_body_bytes`.
+    TooLarge,
+    /// Malformed or cut off.
+    Malformed,
+}
+
+/// The client's request body on its way to a backend: limited to
+/// `max_body_bytes`, its failures and stalls recorded in a
+/// [`ClientBodyState`].
+pub struct ClientBody<B> {
+    inner: http_body_util::Limited<B>,
+    state: Arc<ClientBodyState>,
+}
+
+impl<B> ClientBody<B> {
+    /// Wraps `inner`, refusing more than `limit` bytes.
+    pub fn new(inner: B, limit: usize, state: Arc<ClientBodyState>) -> Self {
+        Self {
+            inner: http_body_util::Limited::new(inner, limit),
+            state,
+        }
+    }
+}
+
+impl<B> Body for ClientBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.state
+            .waiting_on_client
+            .store(polled.is_pending(), Ordering::Relaxed);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let _ = self
+                .state
+                .error
+                .set(if e.is::<http_body_util::LengthLimitError>() {
+                    ClientBodyError::TooLarge
+                } else {
+                    ClientBodyError::Malformed
+                });
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -27,6 +27,10 @@ pub enum GatewayError {
     /// The backend did not answer in time.
     #[error("gateway timeout")]
     Timeout,
+    /// The client stopped sending its request body while the backend
+    /// waited for it.
+    #[error("request timeout")]
+    ClientTimeout,
 }
 
 impl GatewayError {
@@ -39,13 +43,14 @@ impl GatewayError {
             Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     /// Whose fault (metric label, log level).
     pub fn side(self) -> &'static str {
         match self {
-            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge => "client",
+            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge | Self::ClientTimeout => "client",
             Self::NoBackend | Self::BadGateway | Self::Timeout => "backend",
         }
     }

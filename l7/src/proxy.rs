@@ -16,7 +16,7 @@ use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use rustls_pki_types::ServerName;
@@ -30,7 +30,7 @@ use weir_config::http::{HttpOptions, RequestKey, Route, RouteAction, UpstreamVer
 use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
 
 use crate::access_log::{AccessLogger, Entry};
-use crate::body::{ProxyBody, Tracked, empty, full};
+use crate::body::{ClientBody, ClientBodyError, ClientBodyState, ProxyBody, Tracked, empty, full};
 use crate::connector::{ConnectFailure, Connector};
 use crate::error::GatewayError;
 use crate::headers;
@@ -379,6 +379,7 @@ fn reason(e: GatewayError) -> &'static str {
         GatewayError::NoBackend => "no_backend",
         GatewayError::BadGateway => "bad_gateway",
         GatewayError::Timeout => "timeout",
+        GatewayError::ClientTimeout => "client_timeout",
     }
 }
 
@@ -509,22 +510,11 @@ async fn pipeline(
         parts.version = Version::HTTP_11;
     }
     let limit = usize::try_from(gw.max_body_bytes).unwrap_or(usize::MAX);
-    // Set when the client's body fails (too large, malformed, cut off): that
-    // failure is the client's, never the backend's.
-    let body_error = Arc::new(std::sync::OnceLock::new());
-    let body_failed = Arc::clone(&body_error);
-    let mut body = Some(
-        Limited::new(body, limit)
-            .map_err(move |e: crate::body::BoxError| {
-                let _ = body_failed.set(if e.is::<http_body_util::LengthLimitError>() {
-                    GatewayError::BodyTooLarge
-                } else {
-                    GatewayError::BadRequest
-                });
-                e
-            })
-            .boxed(),
-    );
+    // How the client's body fails (too large, malformed, cut off) and
+    // whether a backend is waiting on it: those failures are the client's,
+    // never the backend's.
+    let body_state = Arc::new(ClientBodyState::default());
+    let mut body = Some(ClientBody::new(body, limit, Arc::clone(&body_state)).boxed());
     let deadline = ex.start + route.request_timeout;
     let idempotent = matches!(
         parts.method,
@@ -574,14 +564,23 @@ async fn pipeline(
         let outcome = tokio::time::timeout(wait, client.request(upstream)).await;
         match outcome {
             Err(_) => {
+                if let Some(fault) = client_fault(&body_state) {
+                    return Err(fault);
+                }
+                if body_state.waiting_on_client() {
+                    // The backend waits for a body the client stopped
+                    // sending: the client's stall, not the backend's.
+                    tracing::debug!(route = %route.name, backend = %backend.name, "client body stalled past the response timeout");
+                    return Err(GatewayError::ClientTimeout);
+                }
                 tracing::debug!(route = %route.name, backend = %backend.name, "backend response timed out");
                 return Err(GatewayError::Timeout);
             }
             Ok(Err(e)) => {
                 let connect = e.is_connect();
                 tracing::debug!(route = %route.name, backend = %backend.name, error = %e, connect, "backend request failed");
-                if let Some(&client_fault) = body_error.get() {
-                    return Err(client_fault);
+                if let Some(fault) = client_fault(&body_state) {
+                    return Err(fault);
                 }
                 if connect {
                     let failure = ConnectFailure::find(&e).unwrap_or(ConnectFailure::Other);
@@ -642,6 +641,14 @@ async fn pipeline(
         )),
         None => Err(last_error),
     }
+}
+
+/// The client's own failure, if its body failed.
+fn client_fault(state: &ClientBodyState) -> Option<GatewayError> {
+    state.error.get().map(|e| match e {
+        ClientBodyError::TooLarge => GatewayError::BodyTooLarge,
+        ClientBodyError::Malformed => GatewayError::BadRequest,
+    })
 }
 
 /// Where the connection that carried an upgrade finds the tunnel's task, so

@@ -452,6 +452,47 @@ async fn slowloris_is_closed_at_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_body_gets_408_and_the_backend_is_not_blamed() {
+    let backend = FakeHttp::start("b0").await;
+    let routes = "\n[[listeners.routes]]\nname = \"all\"\npath_prefix = \"/\"\npool = \"{pool}\"\nresponse_timeout = \"500ms\"\n";
+    let weir = Weir::start(
+        &Weir::http_routes(
+            "round_robin",
+            routes,
+            "[pools.outlier_detection]\nconsecutive_failures = 1\n",
+        ),
+        &[backend.addr],
+    )
+    .await;
+    let mut s = TcpStream::connect(weir.addr).await.unwrap();
+    // 100 bytes promised, 3 sent, then silence.
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
+    let reply = crate::support::fake_http::read_response(&mut s, WAIT).await;
+    assert_eq!(reply.status, Some(408), "{}", reply.text);
+    assert!(reply.text.contains("request timeout"), "{}", reply.text);
+    assert_eq!(backend.completed(), 0, "the backend never got a whole body");
+    assert_eq!(
+        weir.listener_metric(
+            "weir_http_gateway_errors_total",
+            &[("reason", "client_timeout")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        weir.listener_metric("weir_http_gateway_errors_total", &[("reason", "timeout")])
+            .await,
+        0.0,
+        "not counted as the backend's timeout"
+    );
+    // Not ejected either (one failure would eject it): the next request is served.
+    assert_eq!(get(weir.addr, "/after").await.status, 200);
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_kept_alive_connection_is_closed_at_the_header_read_timeout() {
     // keepalive_timeout stays 60 s: the header read timeout closes it first.
     let (backend, weir) = gateway("header_read_timeout = \"500ms\"").await;
