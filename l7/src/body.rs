@@ -42,23 +42,22 @@ pub fn empty() -> ProxyBody {
 #[error("request timeout while streaming the body")]
 pub struct DeadlineExceeded;
 
-/// Called once when a streamed body ends (completely, with an error, or
-/// because the client went away): bytes sent and whether it completed.
-pub type OnEnd = Box<dyn FnOnce(u64, bool) + Send + Sync>;
-
 /// Streams an inner body, counting bytes, failing at a deadline, and
-/// calling `on_end` exactly once.
-pub struct Tracked {
-    inner: ProxyBody,
+/// calling `on_end(bytes, complete)` exactly once: when the body ends,
+/// fails, or is dropped early (the client went away). Generic over the
+/// body and the callback so that wrapping a response costs one allocation
+/// (the boxing into [`ProxyBody`]), not one per layer.
+pub struct Tracked<B: Body, F: FnOnce(u64, bool)> {
+    inner: B,
     deadline: Option<Pin<Box<Sleep>>>,
     bytes: u64,
-    on_end: Option<OnEnd>,
+    on_end: Option<F>,
 }
 
-impl Tracked {
+impl<B: Body, F: FnOnce(u64, bool)> Tracked<B, F> {
     /// Wraps `inner`; with a `deadline` it fails with [`DeadlineExceeded`]
     /// then (and needs no timer without one).
-    pub fn new(inner: ProxyBody, deadline: Option<Instant>, on_end: OnEnd) -> Self {
+    pub fn new(inner: B, deadline: Option<Instant>, on_end: F) -> Self {
         Self {
             inner,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
@@ -74,7 +73,12 @@ impl Tracked {
     }
 }
 
-impl Body for Tracked {
+impl<B, F> Body for Tracked<B, F>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnOnce(u64, bool) + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -98,7 +102,7 @@ impl Body for Tracked {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(false);
-                Poll::Ready(Some(Err(e)))
+                Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
                 this.finish(true);
@@ -117,7 +121,7 @@ impl Body for Tracked {
     }
 }
 
-impl Drop for Tracked {
+impl<B: Body, F: FnOnce(u64, bool)> Drop for Tracked<B, F> {
     fn drop(&mut self) {
         // The client went away (or hyper dropped the body) before the end.
         let complete = self.inner.is_end_stream();

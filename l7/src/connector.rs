@@ -174,18 +174,16 @@ pub enum Stream {
 }
 
 impl Connection for Stream {
+    // No `HttpInfo` extra (TcpStream's own `connected()` adds one): the
+    // client would copy it into every response's extensions, an allocation
+    // per request that nothing here reads.
     fn connected(&self) -> Connected {
         match self {
-            Self::Plain(tcp) => tcp.connected(),
-            Self::Tls(tls) => {
-                let (tcp, session) = tls.get_ref();
-                let connected = tcp.connected();
-                if session.alpn_protocol() == Some(b"h2") {
-                    connected.negotiated_h2()
-                } else {
-                    connected
-                }
+            Self::Plain(_) => Connected::new(),
+            Self::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Connected::new().negotiated_h2()
             }
+            Self::Tls(_) => Connected::new(),
         }
     }
 }

@@ -8,15 +8,24 @@ use weir_common::hash::mix64;
 use weir_config::http::HeaderEdits;
 
 /// The request id header.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Forwarded-For`. The names are built once: inserting by a `&str` name
+/// that is not a standard header copies the name on every insert.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
 /// `Trailer` is not one of them: it is end to end, and hyper sends an
 /// HTTP/1.1 client only the trailer fields it names.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
@@ -27,14 +36,32 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// names. `Upgrade` is removed too unless `keep_upgrade` (an upgrade being
 /// passed through keeps `Connection: upgrade` and `Upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    // Fields the Connection header names go too. The usual tokens
+    // (keep-alive, close, upgrade, te) name nothing to remove beyond the
+    // fixed list, so the common case allocates nothing.
+    let usual = |t: &str| {
+        ["keep-alive", "close", "upgrade", "te"]
+            .iter()
+            .any(|u| t.eq_ignore_ascii_case(u))
+    };
+    let named: Vec<HeaderName> = if headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
+        .all(|t| usual(t.trim()))
+    {
+        Vec::new()
+    } else {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter(|t| !usual(t.trim()))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect()
+    };
     for name in named {
         headers.remove(name);
     }
@@ -66,22 +93,40 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Adds the forwarding headers a backend needs to see the real client.
-pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, host: &str, proto: &'static str) {
-    let ip = client.ip().to_canonical().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
+/// Adds the forwarding headers a backend needs to see the real client:
+/// `client_ip` (the client's address as a header value, made once per
+/// connection) appended to `X-Forwarded-For`, the protocol, and the host.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    host: &HeaderValue,
+    proto: &'static str,
+) {
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.trim().is_empty());
+    let xff = match prior {
+        Some(prior) => HeaderValue::from_str(&format!(
+            "{prior}, {}",
+            client_ip.to_str().unwrap_or_default()
+        ))
+        .ok(),
+        None => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    if let Ok(v) = HeaderValue::from_str(host)
-        && !host.is_empty()
-    {
-        headers.insert("x-forwarded-host", v);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if !host.is_empty() {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
+}
+
+/// The client's IP as a header value (IPv4-mapped IPv6 shown as IPv4).
+pub fn ip_value(client: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.ip().to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Appends an RFC 7239 `Forwarded` element for this hop:
@@ -127,21 +172,30 @@ pub fn add_via(headers: &mut HeaderMap, received: http::Version, pseudonym: &str
 }
 
 /// The request's id: the client's `X-Request-Id` if it is sane, otherwise a
-/// new random one. Returned as set on the request.
-pub fn request_id(headers: &mut HeaderMap, seed: u64) -> String {
-    if let Some(v) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
+/// new random one (32 hex digits), set on the request and returned.
+pub fn request_id(headers: &mut HeaderMap, seed: u64) -> HeaderValue {
+    if let Some(v) = headers.get(&REQUEST_ID)
         && !v.is_empty()
         && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
     {
-        return v.to_owned();
+        return v.clone();
     }
-    let id = format!("{:016x}{:016x}", mix64(seed), mix64(seed ^ 0x5bd1_e995));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert(REQUEST_ID, v);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (half, word) in [mix64(seed), mix64(seed ^ 0x5bd1_e995)]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..16 {
+            id[half * 16 + i] = HEX[((word >> (60 - 4 * i)) & 0xf) as usize];
+        }
     }
-    id
+    let value = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"));
+    headers.insert(REQUEST_ID, value.clone());
+    value
 }
 
 /// Applies a route's edits: remove, then set, then add.
@@ -169,22 +223,65 @@ pub fn apply(headers: &mut HeaderMap, edits: &HeaderEdits) {
 
 /// The request host, lowercase, without the port: from the URI authority
 /// (HTTP/2, absolute-form) or the `Host` header. `None` (a 400) for more
-/// than one `Host` field (RFC 9112 §3.2) or a host with user info
-/// (`user@host`), which would route by one host and name another.
-pub fn host_of(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+/// than one `Host` field (RFC 9112 §3.2), a host with user info
+/// (`user@host`, which would route by one host and name another), or
+/// characters no authority has. A `Host` that is already a lowercase name
+/// without a port is returned as is (shared, not copied).
+pub fn host_of(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return None;
     }
-    let authority = match uri.authority() {
-        Some(a) => a.clone(),
-        None => first?.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
+    let (text, value) = match uri.authority() {
+        Some(a) => (a.as_str(), None),
+        None => {
+            let v = first?;
+            (v.to_str().ok()?, Some(v))
+        }
     };
-    if authority.as_str().contains('@') {
+    let host = host_part(text)?;
+    let lower = !host.bytes().any(|b| b.is_ascii_uppercase());
+    match value {
+        Some(v) if lower && host.len() == text.len() => Some(v.clone()),
+        _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
+    }
+}
+
+/// The host of an authority (`host[:port]`, `[v6][:port]`), checked.
+fn host_part(authority: &str) -> Option<&str> {
+    if authority.contains('@') {
         return None;
     }
-    Some(authority.host().to_ascii_lowercase())
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        let inner = &host[1..host.len() - 1];
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        let port = match rest {
+            "" => None,
+            rest => Some(rest.strip_prefix(':')?),
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if let Some(port) = port
+        && !port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    (host.starts_with('[') || host.bytes().all(reg_name)).then_some(host)
 }
 
 #[cfg(test)]
@@ -225,12 +322,9 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
-        add_forwarded(
-            &mut h,
-            "[::ffff:10.1.2.3]:5555".parse().unwrap(),
-            "api.test",
-            "http",
-        );
+        let ip = ip_value("[::ffff:10.1.2.3]:5555".parse().unwrap());
+        assert_eq!(ip, "10.1.2.3");
+        add_forwarded(&mut h, &ip, &HeaderValue::from_static("api.test"), "http");
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.test");
@@ -246,19 +340,28 @@ mod tests {
             }
             h
         };
+        let of = |uri: &http::Uri, h: &HeaderMap| {
+            host_of(uri, h).map(|v| v.to_str().unwrap().to_owned())
+        };
         assert_eq!(
-            host_of(&origin, &host(&["A.test:80"])).as_deref(),
+            of(&origin, &host(&["A.test:80"])).as_deref(),
             Some("a.test")
         );
+        assert_eq!(of(&origin, &host(&["a.test"])).as_deref(), Some("a.test"));
+        assert_eq!(
+            of(&origin, &host(&["[::1]:8080"])).as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(of(&origin, &host(&["[::1]x"])), None);
+        assert_eq!(of(&origin, &host(&["a b"])), None);
+        assert_eq!(of(&origin, &host(&["a:8o"])), None);
+        assert_eq!(of(&origin, &host(&["a/b"])), None);
         assert_eq!(host_of(&origin, &host(&[])), None);
         assert_eq!(host_of(&origin, &host(&["a", "b"])), None);
         assert_eq!(host_of(&origin, &host(&["a", "a"])), None);
         assert_eq!(host_of(&origin, &host(&["user@a"])), None);
         let absolute: http::Uri = "http://other.test/x".parse().unwrap();
-        assert_eq!(
-            host_of(&absolute, &host(&["a"])).as_deref(),
-            Some("other.test")
-        );
+        assert_eq!(of(&absolute, &host(&["a"])).as_deref(), Some("other.test"));
         let with_user: http::Uri = "http://u@other.test/x".parse().unwrap();
         assert_eq!(host_of(&with_user, &host(&[])), None);
     }

@@ -242,57 +242,102 @@ fn client(connector: Connector, version: UpstreamVersion) -> UpstreamClient {
     builder.build(connector)
 }
 
-/// What the access log and metrics need to know about a request.
+/// The client end of a connection, known once per connection (so that
+/// requests do not each format the client's address).
+#[derive(Debug)]
+pub struct Downstream {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP as a header value, for `X-Forwarded-For`.
+    pub ip: HeaderValue,
+    /// `"https"` when the connection is TLS, else `"http"`.
+    pub proto: &'static str,
+}
+
+impl Downstream {
+    /// The client at `addr`, over TLS or not.
+    pub fn new(addr: SocketAddr, over_tls: bool) -> Self {
+        Self {
+            addr,
+            ip: headers::ip_value(addr),
+            proto: if over_tls { "https" } else { "http" },
+        }
+    }
+}
+
+/// What the access log and metrics need to know about a request. The
+/// header values and the path share the request's bytes (no copies).
 struct Exchange {
     start: Instant,
     version: Version,
     client: SocketAddr,
+    downstream: Arc<Downstream>,
     method: Method,
-    host: String,
-    path: String,
-    request_id: String,
+    /// Lowercase, without the port; empty when the request has none.
+    host: HeaderValue,
+    path: PathAndQuery,
+    request_id: HeaderValue,
     route: Option<usize>,
     backend: Option<Arc<str>>,
 }
 
-/// Handles one request from `client`.
+impl Exchange {
+    fn host(&self) -> &str {
+        self.host.to_str().unwrap_or_default()
+    }
+
+    fn path(&self) -> &str {
+        self.path.path()
+    }
+
+    fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+}
+
+/// Handles one request from the client of `downstream`.
 pub async fn handle(
     gw: Arc<Gateway>,
-    client_addr: SocketAddr,
+    downstream: Arc<Downstream>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     gw.requests.fetch_add(1, Ordering::Relaxed);
     gw.retry_budget.deposit();
     let active = Active::new(gw.metrics.active.clone());
     let (mut parts, body) = req.into_parts();
-    let seed = gw.requests.load(Ordering::Relaxed)
-        ^ (Instant::now().elapsed().as_nanos() as u64)
-        ^ weir_common::hash::hash_ip_port(client_addr);
+    let seed =
+        gw.requests.load(Ordering::Relaxed) ^ weir_common::hash::hash_ip_port(downstream.addr);
     let mut pending = Pending {
         gw: Arc::clone(&gw),
         ex: Exchange {
             start: Instant::now(),
             version: parts.version,
-            client: client_addr,
+            client: downstream.addr,
             method: parts.method.clone(),
-            host: headers::host_of(&parts.uri, &parts.headers).unwrap_or_default(),
-            path: parts.uri.path().to_owned(),
+            host: headers::host_of(&parts.uri, &parts.headers)
+                .unwrap_or_else(|| HeaderValue::from_static("")),
+            path: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
             request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
             route: None,
             backend: None,
+            downstream,
         },
         active: Some(active),
         logged: false,
     };
     let result = pipeline(&gw, &mut pending.ex, parts, body).await;
-    let response = match result {
-        Ok(resp) => resp,
+    let answer = match result {
+        Ok(answer) => answer,
         Err(e) => {
             metrics::counter!(names::HTTP_ERRORS, "listener" => gw.listener.to_string(), "reason" => reason(e)).increment(1);
-            error_response(e, &pending.ex.request_id)
+            Answer::Own(error_response(e, &pending.ex.request_id))
         }
     };
-    finish(pending, response)
+    finish(pending, answer)
 }
 
 /// A request until its log line is written. Dropped unlogged, it is a
@@ -325,14 +370,14 @@ impl Pending {
         gw.access_log.write(&Entry {
             client: ex.client,
             method: ex.method.as_str(),
-            host: &ex.host,
-            path: &ex.path,
+            host: ex.host(),
+            path: ex.path(),
             status,
             bytes,
             duration: elapsed,
             route,
             backend: ex.backend.as_deref(),
-            request_id: &ex.request_id,
+            request_id: ex.request_id(),
             complete,
         });
     }
@@ -384,17 +429,29 @@ fn reason(e: GatewayError) -> &'static str {
 }
 
 /// The gateway's own answer for an error.
-pub fn error_response(e: GatewayError, request_id: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(e.body(request_id)));
+pub fn error_response(e: GatewayError, request_id: &HeaderValue) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(e.body(request_id.to_str().unwrap_or_default())));
     *resp.status_mut() = e.status();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert(headers::REQUEST_ID, v);
-    }
+    resp.headers_mut()
+        .insert(headers::REQUEST_ID, request_id.clone());
     resp
+}
+
+/// What the pipeline answers with.
+enum Answer {
+    /// weir's own response (a redirect, an upgrade's 101).
+    Own(Response<ProxyBody>),
+    /// A backend's response, headers already edited: its body streams
+    /// under the request's deadline, holding the backend's in-flight slot.
+    Backend {
+        resp: Response<Incoming>,
+        in_flight: weir_common::backend::InFlight,
+        deadline: Instant,
+    },
 }
 
 async fn pipeline(
@@ -402,19 +459,21 @@ async fn pipeline(
     ex: &mut Exchange,
     mut parts: http::request::Parts,
     body: Incoming,
-) -> Result<Response<ProxyBody>, GatewayError> {
+) -> Result<Answer, GatewayError> {
     // Route.
-    if ex.host.is_empty() || RouteTable::check_path(&ex.path).is_err() {
+    if ex.host.is_empty() || RouteTable::check_path(ex.path()).is_err() {
         return Err(GatewayError::BadRequest);
     }
     let id = gw
         .routes
-        .find(&ex.host, &ex.path, parts.method.as_str(), &parts.headers)
+        .find(ex.host(), ex.path(), parts.method.as_str(), &parts.headers)
         .ok_or(GatewayError::NoRoute)?;
     ex.route = Some(id);
     let route = gw.routes.get(id).ok_or(GatewayError::NoRoute)?;
     let (pool_index, path_and_query) = match &route.action {
-        RouteAction::Redirect { code, location } => return Ok(redirect(*code, location)),
+        RouteAction::Redirect { code, location } => {
+            return Ok(Answer::Own(redirect(*code, location)));
+        }
         RouteAction::Forward {
             pool,
             strip_prefix,
@@ -479,10 +538,10 @@ async fn pipeline(
                 .insert(header::CONNECTION, HeaderValue::from_static("te"));
         }
     }
-    let proto = crate::tls::forwarded_proto(&parts.extensions);
-    headers::add_forwarded(&mut parts.headers, ex.client, &ex.host, proto);
+    let proto = ex.downstream.proto;
+    headers::add_forwarded(&mut parts.headers, &ex.downstream.ip, &ex.host, proto);
     if gw.forwarding.rfc7239 {
-        headers::add_rfc7239(&mut parts.headers, ex.client, &ex.host, proto);
+        headers::add_rfc7239(&mut parts.headers, ex.client, ex.host(), proto);
     }
     if let Some(via) = &gw.forwarding.via {
         headers::add_via(&mut parts.headers, parts.version, via);
@@ -495,10 +554,8 @@ async fn pipeline(
         parts.headers.insert(header::HOST, v);
     }
     headers::apply(&mut parts.headers, &route.request_headers);
-    if !parts.headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(&ex.host)
-    {
-        parts.headers.insert(header::HOST, v);
+    if !parts.headers.contains_key(header::HOST) && !ex.host.is_empty() {
+        parts.headers.insert(header::HOST, ex.host.clone());
     }
     if http2 {
         // The backend's address is the `:authority` (the client's host is in
@@ -513,8 +570,12 @@ async fn pipeline(
     // How the client's body fails (too large, malformed, cut off) and
     // whether a backend is waiting on it: those failures are the client's,
     // never the backend's.
-    let body_state = Arc::new(ClientBodyState::default());
-    let mut body = Some(ClientBody::new(body, limit, Arc::clone(&body_state)).boxed());
+    // A request without a body (most GETs) needs neither.
+    let body_state = (!replayable).then(|| Arc::new(ClientBodyState::default()));
+    let mut body = Some(match &body_state {
+        Some(state) => ClientBody::new(body, limit, Arc::clone(state)).boxed(),
+        None => empty(),
+    });
     let deadline = ex.start + route.request_timeout;
     let idempotent = matches!(
         parts.method,
@@ -564,10 +625,10 @@ async fn pipeline(
         let outcome = tokio::time::timeout(wait, client.request(upstream)).await;
         match outcome {
             Err(_) => {
-                if let Some(fault) = client_fault(&body_state) {
+                if let Some(fault) = client_fault(body_state.as_deref()) {
                     return Err(fault);
                 }
-                if body_state.waiting_on_client() {
+                if body_state.as_ref().is_some_and(|s| s.waiting_on_client()) {
                     // The backend waits for a body the client stopped
                     // sending: the client's stall, not the backend's.
                     tracing::debug!(route = %route.name, backend = %backend.name, "client body stalled past the response timeout");
@@ -579,7 +640,7 @@ async fn pipeline(
             Ok(Err(e)) => {
                 let connect = e.is_connect();
                 tracing::debug!(route = %route.name, backend = %backend.name, error = %e, connect, "backend request failed");
-                if let Some(fault) = client_fault(&body_state) {
+                if let Some(fault) = client_fault(body_state.as_deref()) {
                     return Err(fault);
                 }
                 if connect {
@@ -606,7 +667,12 @@ async fn pipeline(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_side) = client_upgrade.take()
                 {
-                    return Ok(tunnel(resp, client_side, in_flight, tunnel_slot.take()));
+                    return Ok(Answer::Own(tunnel(
+                        resp,
+                        client_side,
+                        in_flight,
+                        tunnel_slot.take(),
+                    )));
                 }
                 let status = resp.status();
                 let retryable = matches!(
@@ -619,33 +685,27 @@ async fn pipeline(
                     fallback = Some((resp, in_flight));
                     continue;
                 }
-                return Ok(respond(
-                    gw,
-                    resp,
-                    route,
-                    &ex.request_id,
+                return Ok(Answer::Backend {
+                    resp: respond(gw, resp, route, &ex.request_id),
                     in_flight,
                     deadline,
-                ));
+                });
             }
         }
     }
     match fallback {
-        Some((resp, in_flight)) => Ok(respond(
-            gw,
-            resp,
-            route,
-            &ex.request_id,
+        Some((resp, in_flight)) => Ok(Answer::Backend {
+            resp: respond(gw, resp, route, &ex.request_id),
             in_flight,
             deadline,
-        )),
+        }),
         None => Err(last_error),
     }
 }
 
 /// The client's own failure, if its body failed.
-fn client_fault(state: &ClientBodyState) -> Option<GatewayError> {
-    state.error.get().map(|e| match e {
+fn client_fault(state: Option<&ClientBodyState>) -> Option<GatewayError> {
+    state?.error.get().map(|e| match e {
         ClientBodyError::TooLarge => GatewayError::BodyTooLarge,
         ClientBodyError::Malformed => GatewayError::BadRequest,
     })
@@ -800,41 +860,54 @@ fn redirect(code: u16, location: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// The client's response: the backend's, with hop-by-hop headers removed,
-/// the route's edits applied, and the body streamed through [`Tracked`]
-/// (which holds the backend's in-flight slot until the body ends).
+/// The client's response head: the backend's, with hop-by-hop headers
+/// removed, `Via` and the route's edits applied, and the request id.
 fn respond(
     gw: &Gateway,
     resp: Response<Incoming>,
     route: &Route,
-    request_id: &str,
-    in_flight: weir_common::backend::InFlight,
-    deadline: Instant,
-) -> Response<ProxyBody> {
+    request_id: &HeaderValue,
+) -> Response<Incoming> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     if let Some(via) = &gw.forwarding.via {
         headers::add_via(&mut parts.headers, parts.version, via);
     }
     headers::apply(&mut parts.headers, &route.response_headers);
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(headers::REQUEST_ID, v);
-    }
-    let body = body.map_err(crate::body::BoxError::from).boxed();
-    let tracked = Tracked::new(body, Some(deadline), Box::new(move |_, _| drop(in_flight)));
-    Response::from_parts(parts, tracked.boxed())
+    parts
+        .headers
+        .insert(headers::REQUEST_ID, request_id.clone());
+    Response::from_parts(parts, body)
 }
 
-/// Wraps the final response so the access log line and the metrics are
-/// written when its body ends.
-fn finish(mut pending: Pending, response: Response<ProxyBody>) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    // Answer in the client's version, whatever the backend spoke.
-    parts.version = pending.ex.version;
-    let status = parts.status.as_u16();
-    let on_end = Box::new(move |bytes: u64, complete: bool| {
-        pending.log(status, bytes, complete);
-    });
-    let tracked = Tracked::new(body, None, on_end);
-    Response::from_parts(parts, tracked.boxed())
+/// The final response, its body streamed through one [`Tracked`] that
+/// writes the access log line and the metrics when it ends (and, for a
+/// backend's body, enforces the request deadline and holds the backend's
+/// in-flight slot until then).
+fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
+    let version = pending.ex.version;
+    match answer {
+        Answer::Own(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            // Answer in the client's version, whatever the backend spoke.
+            parts.version = version;
+            let status = parts.status.as_u16();
+            let on_end = move |bytes: u64, complete: bool| pending.log(status, bytes, complete);
+            Response::from_parts(parts, Tracked::new(body, None, on_end).boxed())
+        }
+        Answer::Backend {
+            resp,
+            in_flight,
+            deadline,
+        } => {
+            let (mut parts, body) = resp.into_parts();
+            parts.version = version;
+            let status = parts.status.as_u16();
+            let on_end = move |bytes: u64, complete: bool| {
+                drop(in_flight);
+                pending.log(status, bytes, complete);
+            };
+            Response::from_parts(parts, Tracked::new(body, Some(deadline), on_end).boxed())
+        }
+    }
 }

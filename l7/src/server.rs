@@ -26,7 +26,7 @@ use crate::access_log::AccessLogger;
 use crate::body::{LastActivity, Watched};
 use crate::outlier::Outliers;
 use crate::proxy::{self, Gateway};
-use crate::tls::{OverTls, ServerTls, TlsError};
+use crate::tls::{ServerTls, TlsError};
 
 /// Why an HTTP listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -326,14 +326,17 @@ async fn serve_http<I>(
     tokio::pin!(first_request_by);
     let tunnel = proxy::TunnelSlot::default();
     let tunnel_for_requests = tunnel.clone();
+    let downstream = Arc::new(proxy::Downstream::new(peer, over_tls));
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         seen.store(true, std::sync::atomic::Ordering::Relaxed);
-        req.extensions_mut().insert(tunnel_for_requests.clone());
-        if over_tls {
-            req.extensions_mut().insert(OverTls);
+        // Only a request that may upgrade needs the tunnel slot (inserting
+        // an extension allocates).
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            req.extensions_mut().insert(tunnel_for_requests.clone());
         }
         let gateway = Arc::clone(&gateway);
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(gateway, peer, req).await) }
+        let downstream = Arc::clone(&downstream);
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(gateway, downstream, req).await) }
     });
     let conn = ctx.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);

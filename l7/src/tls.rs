@@ -60,20 +60,6 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     }))
 }
 
-/// Marks a request that arrived over TLS (a request extension the gateway
-/// reads for `X-Forwarded-Proto`).
-#[derive(Debug, Clone, Copy)]
-pub struct OverTls;
-
-/// `"https"` for a request that arrived over TLS, else `"http"`.
-pub fn forwarded_proto(extensions: &http::Extensions) -> &'static str {
-    if extensions.get::<OverTls>().is_some() {
-        "https"
-    } else {
-        "http"
-    }
-}
-
 /// Names to values: exact names, `*.` wildcards (one label), and a default.
 #[derive(Debug)]
 struct SniTable<T> {
