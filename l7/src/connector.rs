@@ -1,15 +1,10 @@
 //! Connections to backends: TCP (with a connect timeout and `TCP_NODELAY`),
-//! then TLS for pools with `[pools.tls]`, and a reason for every failure.
-//!
-//! The connector plugs into hyper-util's pooled client. It speaks TLS when
-//! the request URI's scheme is `https` (the gateway builds `https` URIs only
-//! for TLS pools), checks the name configured for the backend's address, and
-//! tells the client when ALPN chose `h2`. Failures carry a
-//! [`ConnectFailure`] with the reason the backend metrics are labelled by
-//! (`refused`, `timeout`, `other`) — the same three labels as L4.
+//! then TLS for pools with `[pools.tls]` (the name configured for the
+//! backend's address is checked), and a reason for every failure: a
+//! [`ConnectFailure`] with the label the backend metrics use (`refused`,
+//! `timeout`, `other`) — the same three labels as L4.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,9 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -54,18 +46,6 @@ impl ConnectFailure {
         }
     }
 
-    /// The failure inside a client error, if it is a connect failure.
-    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(f) = e.downcast_ref::<Self>() {
-                return Some(*f);
-            }
-            next = e.source();
-        }
-        None
-    }
-
     fn of_io(e: &io::Error) -> Self {
         match e.kind() {
             io::ErrorKind::ConnectionRefused => Self::Refused,
@@ -75,93 +55,53 @@ impl ConnectFailure {
     }
 }
 
-/// The TLS side of a pool's connector.
-struct Tls {
+/// The TLS side of a pool: the rustls client and the name each backend
+/// must prove, by address.
+pub struct TlsSide {
     connector: TlsConnector,
-    /// The name each backend must prove, by address.
     names: HashMap<SocketAddr, ServerName<'static>>,
-    handshake_timeout: Duration,
 }
 
-/// Connects to backends, for one hyper-util client.
-#[derive(Clone)]
-pub struct Connector {
-    tcp: HttpConnector,
-    tls: Option<Arc<Tls>>,
-}
-
-impl Connector {
-    /// Cleartext connections with `connect_timeout`.
-    pub fn plain(connect_timeout: Duration) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(connect_timeout));
-        tcp.set_nodelay(true);
-        // https URIs are ours to handle (TLS pools).
-        tcp.enforce_http(false);
-        Self { tcp, tls: None }
-    }
-
-    /// TLS connections: `names` maps each backend address to the name its
-    /// certificate must prove; the handshake shares `connect_timeout`'s bound.
-    pub fn tls(
-        connect_timeout: Duration,
+impl TlsSide {
+    /// TLS with `config`, each backend address checked against its name.
+    pub fn new(
         config: rustls::ClientConfig,
         names: HashMap<SocketAddr, ServerName<'static>>,
     ) -> Self {
         Self {
-            tls: Some(Arc::new(Tls {
-                connector: TlsConnector::from(Arc::new(config)),
-                names,
-                handshake_timeout: connect_timeout,
-            })),
-            ..Self::plain(connect_timeout)
+            connector: TlsConnector::from(Arc::new(config)),
+            names,
         }
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<Stream>, ConnectFailure>> + Send>>;
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<Stream>;
-    type Error = ConnectFailure;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.tcp.poll_ready(cx).map_err(|_| ConnectFailure::Other)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let tls = if uri.scheme_str() == Some("https") {
-            self.tls.clone()
-        } else {
-            None
-        };
-        let connecting = self.tcp.call(uri);
-        Box::pin(async move {
-            let tcp = connecting.await.map_err(|e| {
-                let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>());
-                io.map_or(ConnectFailure::Other, ConnectFailure::of_io)
-            })?;
-            let tcp = tcp.into_inner();
-            let Some(tls) = tls else {
-                return Ok(TokioIo::new(Stream::Plain(tcp)));
-            };
-            let peer = tcp.peer_addr().map_err(|e| ConnectFailure::of_io(&e))?;
-            let Some(name) = tls.names.get(&peer).cloned() else {
-                tracing::warn!(%peer, "no TLS server name for this backend address");
-                return Err(ConnectFailure::Tls);
-            };
-            match tokio::time::timeout(tls.handshake_timeout, tls.connector.connect(name, tcp))
-                .await
-            {
-                Err(_) => Err(ConnectFailure::Timeout),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake with backend failed");
-                    Err(ConnectFailure::Tls)
-                }
-                Ok(Ok(stream)) => Ok(TokioIo::new(Stream::Tls(Box::new(stream)))),
-            }
-        })
+/// Connects to `addr` within `timeout` (TCP, then TLS when `tls` is given;
+/// the handshake gets its own `timeout`), with `TCP_NODELAY`.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&TlsSide>,
+) -> Result<Stream, ConnectFailure> {
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectFailure::Timeout),
+        Ok(Err(e)) => return Err(ConnectFailure::of_io(&e)),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let Some(name) = tls.names.get(&addr).cloned() else {
+        tracing::warn!(%addr, "no TLS server name for this backend address");
+        return Err(ConnectFailure::Tls);
+    };
+    match tokio::time::timeout(timeout, tls.connector.connect(name, tcp)).await {
+        Err(_) => Err(ConnectFailure::Timeout),
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "TLS handshake with backend failed");
+            Err(ConnectFailure::Tls)
+        }
+        Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
     }
 }
 
@@ -173,18 +113,10 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl Connection for Stream {
-    // No `HttpInfo` extra (TcpStream's own `connected()` adds one): the
-    // client would copy it into every response's extensions, an allocation
-    // per request that nothing here reads.
-    fn connected(&self) -> Connected {
-        match self {
-            Self::Plain(_) => Connected::new(),
-            Self::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                Connected::new().negotiated_h2()
-            }
-            Self::Tls(_) => Connected::new(),
-        }
+impl Stream {
+    /// True when ALPN chose HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Self::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"))
     }
 }
 

@@ -27,5 +27,6 @@ pub mod retry_budget;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod upstream;
 
 pub use server::{HttpService, HttpStartError};

@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -18,7 +17,6 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use rustls_pki_types::ServerName;
 use tokio::time::Instant;
 use weir_common::backend::Backend;
@@ -31,16 +29,14 @@ use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
 
 use crate::access_log::{AccessLogger, Entry};
 use crate::body::{ClientBody, ClientBodyError, ClientBodyState, ProxyBody, Tracked, empty, full};
-use crate::connector::{ConnectFailure, Connector};
+use crate::connector::{ConnectFailure, TlsSide};
 use crate::error::GatewayError;
 use crate::headers;
 use crate::metrics::GatewayMetrics;
 use crate::outlier::Outliers;
 use crate::retry_budget::RetryBudget;
 use crate::route::RouteTable;
-
-/// The HTTP client to backends (pooled keep-alive connections per backend).
-pub type UpstreamClient = Client<Connector, ProxyBody>;
+use crate::upstream::{Lease, Upstream, UpstreamError};
 
 /// Everything a listener's requests need, shared by its connections.
 pub struct Gateway {
@@ -55,12 +51,11 @@ pub struct Gateway {
     /// Per pool: the HTTP version spoken to its backends.
     pub upstream_versions: Vec<UpstreamVersion>,
     /// Per pool, per backend (configuration order): the scheme and
-    /// authority of upstream URIs, built once.
+    /// authority of HTTP/2 upstream URIs, built once.
     upstream_origins: Vec<Vec<(Scheme, Authority)>>,
-    /// Backend clients by route index (each route's connect timeout, HTTP/2
-    /// for h2c and h2 pools, TLS for pools with `[pools.tls]`); routes with
-    /// the same needs share one client and its connection pool.
-    pub clients: Vec<UpstreamClient>,
+    /// Per pool: its backends' pooled connections (HTTP/2 for h2c and h2
+    /// pools, TLS for pools with `[pools.tls]`).
+    upstreams: Vec<Arc<Upstream>>,
     /// Largest request body.
     pub max_body_bytes: u64,
     /// Access log.
@@ -84,20 +79,11 @@ pub struct Forwarding {
     pub via: Option<String>,
 }
 
-/// What makes two routes' upstream clients interchangeable.
-#[derive(PartialEq)]
-struct ClientKey {
-    connect_timeout: Duration,
-    version: UpstreamVersion,
-    /// TLS pools get a client of their own (their names and CAs).
-    tls_pool: Option<usize>,
-}
-
 impl Gateway {
-    /// A gateway over `routes`, with a client for each route (shared where
-    /// routes need the same one). `pools` and `pool_configs` are indexed
-    /// like the configuration's pools. Fails (naming the pool) when a TLS
-    /// pool's files no longer load.
+    /// A gateway over `options.routes`, with pooled connections to every
+    /// pool's backends. `pools` and `pool_configs` are indexed like the
+    /// configuration's pools. Fails (naming the pool) when a TLS pool's
+    /// files no longer load.
     pub fn new(
         listener: &str,
         options: &HttpOptions,
@@ -115,39 +101,17 @@ impl Gateway {
         let route_names: Vec<String> = (0..routes_len)
             .filter_map(|id| routes.get(id).map(|r| r.name.clone()))
             .collect();
-        // One pooled client per distinct need, shared by every route that
-        // has it: keep-alive connections to a backend are reused across
-        // routes, and thousands of routes do not mean thousands of pools.
-        let mut shared: Vec<(ClientKey, UpstreamClient)> = Vec::new();
-        let mut clients = Vec::with_capacity(routes_len);
-        for id in 0..routes_len {
-            let route = routes.get(id);
-            let connect_timeout = route.map_or(Duration::from_secs(5), |r| r.connect_timeout);
-            let pool = match route.map(|r| &r.action) {
-                Some(RouteAction::Forward { pool, .. }) => {
-                    pool_configs.get(*pool).map(|p| (*pool, p))
-                }
-                _ => None,
-            };
-            let key = ClientKey {
-                connect_timeout,
-                version: pool.map(|(_, p)| p.http_version).unwrap_or_default(),
-                tls_pool: pool.and_then(|(i, p)| p.tls.as_ref().map(|_| i)),
-            };
-            if let Some((_, c)) = shared.iter().find(|(k, _)| *k == key) {
-                clients.push(c.clone());
-                continue;
-            }
-            let connector = match pool {
-                Some((_, p)) if p.tls.is_some() => {
-                    tls_connector(connect_timeout, p).map_err(|e| (p.name.clone(), e))?
-                }
-                _ => Connector::plain(connect_timeout),
-            };
-            let c = client(connector, key.version);
-            clients.push(c.clone());
-            shared.push((key, c));
-        }
+        let upstreams = pool_configs
+            .iter()
+            .map(|p| {
+                let tls = tls_side(p).map_err(|e| (p.name.clone(), e))?;
+                Ok(Arc::new(Upstream::new(
+                    p.backends.len(),
+                    p.http_version.is_http2(),
+                    tls,
+                )))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             listener: listener.into(),
             routes,
@@ -155,7 +119,7 @@ impl Gateway {
             request_keys,
             upstream_versions,
             upstream_origins,
-            clients,
+            upstreams,
             max_body_bytes: options.max_body_bytes,
             access_log,
             outliers,
@@ -200,13 +164,10 @@ fn origins(pool: &weir_config::Pool) -> Vec<(Scheme, Authority)> {
         .collect()
 }
 
-/// The TLS connector of a pool with `[pools.tls]`.
-fn tls_connector(
-    connect_timeout: Duration,
-    pool: &weir_config::Pool,
-) -> Result<Connector, UpstreamTlsError> {
+/// The TLS side of a pool with `[pools.tls]` (`None` for cleartext).
+fn tls_side(pool: &weir_config::Pool) -> Result<Option<TlsSide>, UpstreamTlsError> {
     let Some(tls) = &pool.tls else {
-        return Ok(Connector::plain(connect_timeout));
+        return Ok(None);
     };
     let alpn = if pool.http_version.is_http2() {
         Alpn::H2
@@ -220,26 +181,7 @@ fn tls_connector(
         .zip(&tls.server_names)
         .filter_map(|(b, name)| ServerName::try_from(name.clone()).ok().map(|n| (b.addr, n)))
         .collect();
-    Ok(Connector::tls(connect_timeout, config, names))
-}
-
-/// A pooled client: HTTP/1.1 keep-alive connections, or for an HTTP/2 pool
-/// (h2c with prior knowledge, or h2 over TLS) one multiplexed connection
-/// per backend, more only while one is being set up.
-fn client(connector: Connector, version: UpstreamVersion) -> UpstreamClient {
-    let mut builder = Client::builder(hyper_util::rt::TokioExecutor::new());
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(512);
-    if version.is_http2() {
-        builder
-            .http2_only(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(false);
-    }
-    builder.build(connector)
+    Ok(Some(TlsSide::new(config, names)))
 }
 
 /// The client end of a connection, known once per connection (so that
@@ -275,7 +217,8 @@ struct Exchange {
     method: Method,
     /// Lowercase, without the port; empty when the request has none.
     host: HeaderValue,
-    path: PathAndQuery,
+    /// `None` for a target without a path (authority-form): refused.
+    path: Option<PathAndQuery>,
     request_id: HeaderValue,
     route: Option<usize>,
     backend: Option<Arc<str>>,
@@ -287,7 +230,7 @@ impl Exchange {
     }
 
     fn path(&self) -> &str {
-        self.path.path()
+        self.path.as_ref().map_or("", PathAndQuery::path)
     }
 
     fn request_id(&self) -> &str {
@@ -316,11 +259,7 @@ pub async fn handle(
             method: parts.method.clone(),
             host: headers::host_of(&parts.uri, &parts.headers)
                 .unwrap_or_else(|| HeaderValue::from_static("")),
-            path: parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            path: parts.uri.path_and_query().cloned(),
             request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
             route: None,
             backend: None,
@@ -451,6 +390,8 @@ enum Answer {
         resp: Response<Incoming>,
         in_flight: weir_common::backend::InFlight,
         deadline: Instant,
+        /// The HTTP/1.1 connection, back to the pool when the body ends.
+        lease: Option<Lease>,
     },
 }
 
@@ -581,9 +522,16 @@ async fn pipeline(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
-    let client = gw.clients.get(id).ok_or(GatewayError::BadGateway)?;
+    let upstream_pool = gw
+        .upstreams
+        .get(pool_index)
+        .ok_or(GatewayError::BadGateway)?;
     let mut last_error = GatewayError::NoBackend;
-    let mut fallback: Option<(Response<Incoming>, weir_common::backend::InFlight)> = None;
+    let mut fallback: Option<(
+        Response<Incoming>,
+        weir_common::backend::InFlight,
+        Option<Lease>,
+    )> = None;
     // The request head is cloned only while another attempt may follow.
     let mut head = Some(parts);
     let last_attempt = candidates.len() - 1;
@@ -597,18 +545,24 @@ async fn pipeline(
         let Some(backend) = selector.backend(index) else {
             continue;
         };
-        let Some((scheme, authority)) = gw
-            .upstream_origins
-            .get(pool_index)
-            .and_then(|o| o.get(index as usize))
-        else {
-            continue;
+        // HTTP/1.1: origin-form (`/path?query`); HTTP/2: the backend as
+        // `:scheme` and `:authority`.
+        let uri = if http2 {
+            let Some((scheme, authority)) = gw
+                .upstream_origins
+                .get(pool_index)
+                .and_then(|o| o.get(index as usize))
+            else {
+                continue;
+            };
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(scheme.clone());
+            uri.authority = Some(authority.clone());
+            uri.path_and_query = Some(path_and_query.clone());
+            Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?
+        } else {
+            Uri::from(path_and_query.clone())
         };
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(scheme.clone());
-        uri.authority = Some(authority.clone());
-        uri.path_and_query = Some(path_and_query.clone());
-        let uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
         let this_head = if attempt == last_attempt {
             head.take()
         } else {
@@ -622,7 +576,16 @@ async fn pipeline(
         let wait = route
             .response_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let outcome = tokio::time::timeout(wait, client.request(upstream)).await;
+        let outcome = tokio::time::timeout(
+            wait,
+            upstream_pool.send(
+                index as usize,
+                backend.addr,
+                route.connect_timeout,
+                upstream,
+            ),
+        )
+        .await;
         match outcome {
             Err(_) => {
                 if let Some(fault) = client_fault(body_state.as_deref()) {
@@ -638,13 +601,12 @@ async fn pipeline(
                 return Err(GatewayError::Timeout);
             }
             Ok(Err(e)) => {
-                let connect = e.is_connect();
+                let connect = matches!(e, UpstreamError::Connect(_));
                 tracing::debug!(route = %route.name, backend = %backend.name, error = %e, connect, "backend request failed");
                 if let Some(fault) = client_fault(body_state.as_deref()) {
                     return Err(fault);
                 }
-                if connect {
-                    let failure = ConnectFailure::find(&e).unwrap_or(ConnectFailure::Other);
+                if let UpstreamError::Connect(failure) = e {
                     count_connect_error(pool, index as usize, failure);
                     passive(pool, backend, false);
                 }
@@ -656,7 +618,7 @@ async fn pipeline(
                 }
                 return Err(last_error);
             }
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, lease))) => {
                 passive(pool, backend, true);
                 gw.outliers.record(
                     &gw.pools,
@@ -682,22 +644,24 @@ async fn pipeline(
                 if retryable && replayable && idempotent && attempt + 1 < candidates.len() {
                     // Kept: if no later attempt answers, the client gets
                     // this backend's own 502/503 (and its Retry-After).
-                    fallback = Some((resp, in_flight));
+                    fallback = Some((resp, in_flight, lease));
                     continue;
                 }
                 return Ok(Answer::Backend {
                     resp: respond(gw, resp, route, &ex.request_id),
                     in_flight,
                     deadline,
+                    lease,
                 });
             }
         }
     }
     match fallback {
-        Some((resp, in_flight)) => Ok(Answer::Backend {
+        Some((resp, in_flight, lease)) => Ok(Answer::Backend {
             resp: respond(gw, resp, route, &ex.request_id),
             in_flight,
             deadline,
+            lease,
         }),
         None => Err(last_error),
     }
@@ -899,12 +863,18 @@ fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
             resp,
             in_flight,
             deadline,
+            lease,
         } => {
             let (mut parts, body) = resp.into_parts();
             parts.version = version;
             let status = parts.status.as_u16();
             let on_end = move |bytes: u64, complete: bool| {
                 drop(in_flight);
+                // A body read to its end leaves the connection reusable;
+                // one cut short closes it.
+                if complete && let Some(lease) = lease {
+                    lease.release();
+                }
                 pending.log(status, bytes, complete);
             };
             Response::from_parts(parts, Tracked::new(body, Some(deadline), on_end).boxed())

@@ -18,6 +18,7 @@ mod http_outlier;
 mod http_tls;
 mod http_trailers;
 mod http_upgrade;
+mod http_upstream_pool;
 mod http_upstream_tls;
 mod l4_faults;
 mod l4_health;

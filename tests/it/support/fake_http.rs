@@ -97,9 +97,21 @@ impl FakeHttp {
         Self::serve(listener, id, Some(spec.to_owned()), None)
     }
 
-    /// A backend on a given (previously used) address.
+    /// A backend on a given (previously used) address. A stopped backend's
+    /// listener closes when its aborted task is dropped, a moment later:
+    /// the bind is retried until then (bounded).
     pub async fn start_at(addr: SocketAddr, id: &str) -> FakeHttp {
-        let listener = TcpListener::bind(addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot bind {addr} again: {e}"),
+            }
+        };
         Self::serve(listener, id, None, None)
     }
 

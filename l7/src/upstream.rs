@@ -1,0 +1,256 @@
+//! A pool's connections to its backends, kept alive and reused.
+//!
+//! Built on hyper's connection-level client (`hyper::client::conn`) rather
+//! than hyper-util's pooled client: the gateway already knows which backend
+//! a request goes to, so the pool is a plain per-backend stack, with no
+//! keyed map to hash into, no checkout future racing a connect, and no task
+//! spawned per request to watch a connection become idle again.
+//!
+//! - **HTTP/1.1**: each backend keeps a stack of idle connections (most
+//!   recently used first, at most [`MAX_IDLE`], closed after [`IDLE_TIMEOUT`]
+//!   unused). A request takes one (or connects); the connection goes back
+//!   when the response body has been read to its end ([`Lease::release`]),
+//!   and is dropped otherwise. A pooled connection the backend closed
+//!   meanwhile is skipped; a request hyper reports as never sent on it is
+//!   sent again on the next one.
+//! - **HTTP/2** (h2c, or h2 over TLS): one multiplexed connection per
+//!   backend, shared by every request, replaced when it closes.
+//!
+//! Every connection's I/O runs in a task of its own (hyper's design); the
+//! request hands over to it through hyper's dispatch channel.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+use crate::connector::{ConnectFailure, Stream, TlsSide, connect};
+
+/// Most idle HTTP/1.1 connections kept per backend.
+pub const MAX_IDLE: usize = 512;
+
+/// An idle HTTP/1.1 connection unused this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request to a backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made.
+    #[error("{0}")]
+    Connect(ConnectFailure),
+    /// The connection failed during the exchange.
+    #[error("{0}")]
+    Request(hyper::Error),
+}
+
+type Sender1 = http1::SendRequest<ProxyBody>;
+type Sender2 = http2::SendRequest<ProxyBody>;
+
+/// One backend's connections.
+#[derive(Default)]
+struct Conns {
+    /// Idle HTTP/1.1 connections, oldest first.
+    idle: Mutex<VecDeque<(Sender1, Instant)>>,
+    /// The shared HTTP/2 connection.
+    h2: Mutex<Option<Sender2>>,
+}
+
+/// The connections of one pool, by backend index (configuration order).
+pub struct Upstream {
+    http2: bool,
+    tls: Option<TlsSide>,
+    backends: Vec<Conns>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("http2", &self.http2)
+            .field("tls", &self.tls.is_some())
+            .field("backends", &self.backends.len())
+            .finish()
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request: back to the pool when the
+/// response body ends cleanly, closed otherwise.
+pub struct Lease {
+    upstream: Arc<Upstream>,
+    index: usize,
+    sender: Option<Sender1>,
+}
+
+impl Lease {
+    /// The response body was read to its end: the connection may serve
+    /// another request.
+    pub fn release(mut self) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        if sender.is_closed() {
+            return;
+        }
+        let Some(conns) = self.upstream.backends.get(self.index) else {
+            return;
+        };
+        let Ok(mut idle) = conns.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back((sender, now));
+        }
+    }
+}
+
+impl Upstream {
+    /// A pool of `backends` connections; HTTP/2 when `http2`, TLS when
+    /// `tls` is given.
+    pub fn new(backends: usize, http2: bool, tls: Option<TlsSide>) -> Self {
+        Self {
+            http2,
+            tls,
+            backends: (0..backends).map(|_| Conns::default()).collect(),
+        }
+    }
+
+    /// Sends `req` to backend `index` at `addr`, on a pooled connection or
+    /// a new one (connected within `connect_timeout`). HTTP/1.1 requests
+    /// carry an origin-form target; HTTP/2 ones an absolute URI.
+    pub async fn send(
+        self: &Arc<Self>,
+        index: usize,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+        if self.http2 {
+            let mut sender = self.h2_sender(index, addr, connect_timeout).await?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(UpstreamError::Request)?;
+            return Ok((resp, None));
+        }
+        let mut req = req;
+        loop {
+            let (mut sender, fresh) = match self.checkout(index) {
+                Some(sender) => (sender, false),
+                None => (self.connect_h1(addr, connect_timeout).await?, true),
+            };
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(UpstreamError::Request(e));
+                }
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Lease {
+                        upstream: Arc::clone(self),
+                        index,
+                        sender: Some(sender),
+                    };
+                    return Ok((resp, Some(lease)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never sent: the pooled connection was closing. The
+                    // next one (or a new one) gets it.
+                    Some(unsent) if !fresh => req = unsent,
+                    _ => return Err(UpstreamError::Request(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection of backend `index` that is
+    /// still open.
+    fn checkout(&self, index: usize) -> Option<Sender1> {
+        let conns = self.backends.get(index)?;
+        let mut idle = conns.idle.lock().ok()?;
+        while let Some((sender, _)) = idle.pop_back() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn stream(&self, addr: SocketAddr, timeout: Duration) -> Result<Stream, UpstreamError> {
+        connect(addr, timeout, self.tls.as_ref())
+            .await
+            .map_err(UpstreamError::Connect)
+    }
+
+    async fn connect_h1(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Sender1, UpstreamError> {
+        let stream = self.stream(addr, timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Request)?;
+        tokio::spawn(async move {
+            // `with_upgrades`: a 101 hands the connection to the tunnel.
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "backend connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Backend `index`'s HTTP/2 connection, made when there is none open.
+    async fn h2_sender(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Sender2, UpstreamError> {
+        let shared = self.backends.get(index).map(|c| &c.h2);
+        if let Some(slot) = shared
+            && let Ok(guard) = slot.lock()
+            && let Some(sender) = guard.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let stream = self.stream(addr, timeout).await?;
+        if self.tls.is_some() && !stream.is_h2() {
+            tracing::warn!(%addr, "backend did not negotiate h2 over TLS (ALPN)");
+        }
+        let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(false)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Request)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "backend HTTP/2 connection ended with an error");
+            }
+        });
+        sender.ready().await.map_err(UpstreamError::Request)?;
+        if let Some(slot) = shared
+            && let Ok(mut guard) = slot.lock()
+        {
+            *guard = Some(sender.clone());
+        }
+        Ok(sender)
+    }
+}
