@@ -137,8 +137,14 @@ impl Upstream {
         connect_timeout: Duration,
         req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+        // Connecting is rare and its future (TCP, TLS, handshake) large:
+        // boxed, so that every request's future stays small and cheap to
+        // move.
         if self.http2 {
-            let mut sender = self.h2_sender(index, addr, connect_timeout).await?;
+            let mut sender = match self.shared_h2(index) {
+                Some(sender) => sender,
+                None => Box::pin(self.connect_h2(index, addr, connect_timeout)).await?,
+            };
             let resp = sender
                 .send_request(req)
                 .await
@@ -149,7 +155,10 @@ impl Upstream {
         loop {
             let (mut sender, fresh) = match self.checkout(index) {
                 Some(sender) => (sender, false),
-                None => (self.connect_h1(addr, connect_timeout).await?, true),
+                None => (
+                    Box::pin(self.connect_h1(addr, connect_timeout)).await?,
+                    true,
+                ),
             };
             if let Err(e) = sender.ready().await {
                 if fresh {
@@ -214,21 +223,20 @@ impl Upstream {
         Ok(sender)
     }
 
-    /// Backend `index`'s HTTP/2 connection, made when there is none open.
-    async fn h2_sender(
+    /// Backend `index`'s open HTTP/2 connection, if it has one.
+    fn shared_h2(&self, index: usize) -> Option<Sender2> {
+        let guard = self.backends.get(index)?.h2.lock().ok()?;
+        guard.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// A new HTTP/2 connection to backend `index`, shared from now on.
+    async fn connect_h2(
         &self,
         index: usize,
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Sender2, UpstreamError> {
         let shared = self.backends.get(index).map(|c| &c.h2);
-        if let Some(slot) = shared
-            && let Ok(guard) = slot.lock()
-            && let Some(sender) = guard.as_ref()
-            && !sender.is_closed()
-        {
-            return Ok(sender.clone());
-        }
         let stream = self.stream(addr, timeout).await?;
         if self.tls.is_some() && !stream.is_h2() {
             tracing::warn!(%addr, "backend did not negotiate h2 over TLS (ALPN)");
