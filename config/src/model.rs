@@ -23,6 +23,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Pools, in file order.
     pub pools: Vec<Pool>,
+    /// JWT providers, in file order (routes refer to them by index).
+    pub jwt_providers: Vec<crate::auth::JwtProvider>,
 }
 
 /// Process-wide settings.
@@ -297,6 +299,9 @@ impl Config {
                     let _ = writeln!(out, "          - {} {} weight {}", b.name, b.addr, b.weight);
                 }
             }
+        }
+        for p in &self.jwt_providers {
+            let _ = writeln!(out, "{}", p.summary());
         }
         out
     }

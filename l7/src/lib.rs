@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod headers;

@@ -1,4 +1,5 @@
-//! The request pipeline, in one fixed order: route → select → forward → log.
+//! The request pipeline, in one fixed order: route → authenticate → select
+//! → forward → log.
 //!
 //! Plain functions over concrete types. Retries happen only for requests
 //! without a body (the body streams to the backend and cannot be replayed):
@@ -62,6 +63,8 @@ pub struct Gateway {
     pub outliers: Arc<Outliers>,
     /// Metric handles.
     pub metrics: GatewayMetrics,
+    /// JWT providers, shared by every HTTP listener (routes' `auth`).
+    pub auth: Arc<crate::auth::Auth>,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -78,6 +81,7 @@ impl Gateway {
         max_body_bytes: u64,
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
+        auth: Arc<crate::auth::Auth>,
     ) -> Self {
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
         let upstream_versions: Vec<UpstreamVersion> =
@@ -126,6 +130,7 @@ impl Gateway {
                 listener,
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
+            auth,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -280,6 +285,12 @@ async fn pipeline(
         .ok_or(GatewayError::NoRoute)?;
     ex.route = Some(id);
     let route = gw.routes.get(id).ok_or(GatewayError::NoRoute)?;
+    // Authenticate: a refusal is the answer; the backend never sees it.
+    if !route.auth.is_empty()
+        && let Err(refusal) = gw.auth.check(&route.auth, &mut parts, &ex.request_id).await
+    {
+        return Ok(refusal);
+    }
     let (pool_index, new_path) = match &route.action {
         RouteAction::Redirect { code, location } => return Ok(redirect(*code, location)),
         RouteAction::Forward {

@@ -82,12 +82,13 @@ impl HttpService {
     /// Binds `config` (an HTTP listener). `pools` (the runtimes) and
     /// `pool_configs` (their request keys and HTTP versions) are indexed like
     /// the configuration's pools; `outliers` is shared by every HTTP listener
-    /// so a pool has one outlier detector.
+    /// so a pool has one outlier detector; `auth` (the JWT providers) too.
     pub fn bind(
         config: &Listener,
         pools: Vec<Arc<PoolRuntime>>,
         pool_configs: &[weir_config::Pool],
         outliers: Arc<Outliers>,
+        auth: Arc<crate::auth::Auth>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -135,6 +136,7 @@ impl HttpService {
             options.max_body_bytes,
             access_log,
             outliers,
+            auth,
         );
         Ok(Self {
             name: config.name.clone(),
