@@ -81,7 +81,6 @@ impl Gateway {
         max_body_bytes: u64,
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
-        auth: Arc<crate::auth::Auth>,
     ) -> Self {
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
         let upstream_versions: Vec<UpstreamVersion> =
@@ -130,10 +129,16 @@ impl Gateway {
                 listener,
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
-            auth,
+            auth: Arc::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
+    }
+
+    /// The JWT providers routes' `auth` refers to (none by default).
+    pub fn with_auth(mut self, auth: Arc<crate::auth::Auth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// A retry is allowed while retries stay within 20% of requests (plus 10).

@@ -136,8 +136,8 @@ impl HttpService {
             options.max_body_bytes,
             access_log,
             outliers,
-            auth,
-        );
+        )
+        .with_auth(auth);
         Ok(Self {
             name: config.name.clone(),
             sockets,

@@ -15,6 +15,7 @@ mod http_load;
 mod http_outlier;
 mod http_tls;
 mod http_upgrade;
+mod jwt;
 mod l4_faults;
 mod l4_health;
 mod l4_proxy;

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -52,6 +53,9 @@ pub struct RemoteJwks {
     fetching: tokio::sync::Mutex<()>,
     /// When the last fetch for an unknown `kid` started.
     last_on_demand: Mutex<Option<Instant>>,
+    /// Fetches finished (either way): a waiter that sees it move knows
+    /// the keys it wanted have just been looked for.
+    generation: AtomicU64,
     last_success: Mutex<Option<Instant>>,
     fetch_ok: Counter,
     fetch_error: Counter,
@@ -94,6 +98,7 @@ impl RemoteJwks {
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: tokio::sync::Mutex::new(()),
             last_on_demand: Mutex::new(None),
+            generation: AtomicU64::new(0),
             last_success: Mutex::new(None),
             fetch_ok: metrics::counter!(names::JWKS_FETCHES, "provider" => label(), "result" => "ok"),
             fetch_error: metrics::counter!(names::JWKS_FETCHES, "provider" => label(), "result" => "error"),
@@ -138,7 +143,14 @@ impl RemoteJwks {
     /// One fetch, single flight; true when new keys are in place.
     async fn fetch(&self) -> bool {
         let _one = self.fetching.lock().await;
-        match self.get().await {
+        self.fetch_locked().await
+    }
+
+    /// One fetch; the caller holds `fetching`.
+    async fn fetch_locked(&self) -> bool {
+        let result = self.get().await;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        match result {
             Ok(set) => {
                 let n = set.len();
                 self.keys.store(Arc::new(set));
@@ -165,10 +177,16 @@ impl RemoteJwks {
         }
     }
 
-    /// A token named a `kid` no key has: fetch again, at most once per
-    /// cooldown. Returns once no fetch is running, so the caller can look
-    /// at the keys again.
+    /// A token named a `kid` no key has (or there are no keys yet): fetch
+    /// again, at most once per cooldown. Requests that queue behind a fetch
+    /// do not fetch again: they return once it is done, to look at the new
+    /// keys.
     pub async fn refresh_for_unknown_kid(&self) {
+        let seen = self.generation.load(Ordering::SeqCst);
+        let _one = self.fetching.lock().await;
+        if self.generation.load(Ordering::SeqCst) != seen {
+            return;
+        }
         let allowed = match self.last_on_demand.lock() {
             Ok(mut last) => {
                 let now = Instant::now();
@@ -182,10 +200,7 @@ impl RemoteJwks {
             Err(_) => false,
         };
         if allowed {
-            self.fetch().await;
-        } else {
-            // A fetch in progress may bring the key: wait for it.
-            drop(self.fetching.lock().await);
+            self.fetch_locked().await;
         }
     }
 

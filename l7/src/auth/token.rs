@@ -24,7 +24,7 @@ fn one<'a>(mut values: impl Iterator<Item = &'a str>) -> Found {
     match (values.next(), values.next()) {
         (None, _) => Found::Missing,
         (Some(_), Some(_)) => Found::Malformed,
-        (Some(v), None) if v.is_empty() => Found::Malformed,
+        (Some(""), None) => Found::Malformed,
         (Some(v), None) => Found::Token(v.to_owned()),
     }
 }
