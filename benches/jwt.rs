@@ -49,7 +49,10 @@ fn verification(c: &mut Criterion) {
         let cfg = provider(alg);
         let allowed = [algorithm(alg)];
         let now = keys::now();
-        assert!(verify(&cfg, &allowed, &[&set], &token, now).is_ok(), "{name}");
+        assert!(
+            verify(&cfg, &allowed, &[&set], &token, now).is_ok(),
+            "{name}"
+        );
         group.bench_with_input(BenchmarkId::from_parameter(name), &token, |b, token| {
             b.iter(|| verify(&cfg, &allowed, &[&set], black_box(token), now))
         });

@@ -56,6 +56,9 @@ pub struct RemoteJwks {
     /// Fetches finished (either way): a waiter that sees it move knows
     /// the keys it wanted have just been looked for.
     generation: AtomicU64,
+    /// Successful fetches: the version of the keys (cached verifications
+    /// are tagged with it).
+    version: AtomicU64,
     last_success: Mutex<Option<Instant>>,
     fetch_ok: Counter,
     fetch_error: Counter,
@@ -99,12 +102,18 @@ impl RemoteJwks {
             fetching: tokio::sync::Mutex::new(()),
             last_on_demand: Mutex::new(None),
             generation: AtomicU64::new(0),
+            version: AtomicU64::new(0),
             last_success: Mutex::new(None),
             fetch_ok: metrics::counter!(names::JWKS_FETCHES, "provider" => label(), "result" => "ok"),
             fetch_error: metrics::counter!(names::JWKS_FETCHES, "provider" => label(), "result" => "error"),
             keys_gauge: metrics::gauge!(names::JWKS_KEYS, "provider" => label()),
             age_gauge,
         })
+    }
+
+    /// Bumped by every successful fetch.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     /// The current key set (empty before the first successful fetch).
@@ -154,6 +163,7 @@ impl RemoteJwks {
             Ok(set) => {
                 let n = set.len();
                 self.keys.store(Arc::new(set));
+                self.version.fetch_add(1, Ordering::SeqCst);
                 self.fetch_ok.increment(1);
                 self.keys_gauge.set(n as f64);
                 self.age_gauge.set(0.0);

@@ -12,6 +12,7 @@
 //! PEM, JWKS file) and [`jwks`] (a fetched, cached, refreshed JWKS).
 //! Every decision is counted per provider and [`reason`].
 
+pub mod cache;
 pub mod challenge;
 pub mod jwks;
 pub mod keys;
@@ -19,6 +20,8 @@ pub mod reason;
 pub mod token;
 pub mod verify;
 
+#[cfg(test)]
+mod hook_tests;
 #[cfg(test)]
 mod vectors;
 
@@ -91,6 +94,7 @@ pub struct Provider {
     claim_headers: Vec<(String, HeaderName)>,
     scope: String,
     metrics: DecisionMetrics,
+    cache: cache::TokenCache,
 }
 
 impl std::fmt::Debug for Provider {
@@ -178,6 +182,7 @@ impl Provider {
             claim_headers,
             scope: config.required_scopes.join(" "),
             metrics: DecisionMetrics::new(name),
+            cache: cache::TokenCache::default(),
             config: config.clone(),
         })
     }
@@ -197,21 +202,33 @@ impl Provider {
         verify::verify(&self.config, &self.allowed, &sets, token, now)
     }
 
-    /// Like [`Provider::verify_at`]; an unknown `kid` (or no keys yet) may
-    /// fetch the JWKS again first (at most once per cooldown).
-    pub async fn authenticate(&self, token: &str, now: u64) -> Result<ClaimMap, Reason> {
-        match (self.verify_at(token, now), &self.remote) {
+    /// Like [`Provider::verify_at`], through the cache of verified tokens
+    /// (claims are checked again at `now` on a hit); an unknown `kid` (or
+    /// no keys yet) may fetch the JWKS again first (at most once per
+    /// cooldown).
+    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Claims, Reason> {
+        let version = self.remote.as_ref().map_or(0, |r| r.version());
+        if let Some(claims) = self.cache.get(token, version) {
+            verify::check_claims(&self.config, claims.all(), now)?;
+            return Ok(claims);
+        }
+        let verified = match (self.verify_at(token, now), &self.remote) {
             (Err(Reason::UnknownKid | Reason::NoKeys), Some(remote)) => {
                 remote.refresh_for_unknown_kid().await;
                 self.verify_at(token, now)
             }
             (outcome, _) => outcome,
-        }
+        };
+        let claims = Claims::new(&self.config.name, verified?);
+        // Tagged with the version from before verifying: if the keys
+        // changed meanwhile the entry is merely never hit.
+        self.cache.insert(token, version, claims.clone());
+        Ok(claims)
     }
 
     /// Sets the claim headers, strips the token unless it is forwarded, and
     /// stores the claims in the request's extensions.
-    fn admit(&self, claims: ClaimMap, parts: &mut Parts) {
+    fn admit(&self, claims: Claims, parts: &mut Parts) {
         for (claim, header) in &self.claim_headers {
             if let Some(v) = claims.get(claim).and_then(header_value) {
                 parts.headers.insert(header.clone(), v);
@@ -220,9 +237,7 @@ impl Provider {
         if !self.config.forward_token {
             token::strip(&self.config.source, parts);
         }
-        parts
-            .extensions
-            .insert(Claims::new(&self.config.name, claims));
+        parts.extensions.insert(claims);
     }
 }
 

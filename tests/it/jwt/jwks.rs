@@ -172,3 +172,30 @@ async fn weir_starts_with_the_idp_down_and_admits_once_keys_arrive() {
     assert_eq!(backend.requests(), 1);
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_idp_removes_stops_admitting_even_cached_tokens() {
+    let backend = FakeHttp::start("b0").await;
+    let k1 = TestKey::new("RS256", "k1");
+    let k2 = TestKey::new("ES256", "k2");
+    let idp = Idp::start(&jwks(&[&k1])).await;
+    let (weir, name) = weir_for(&idp, "1h", "1h", &backend).await;
+    keys_loaded(&weir, &name, 1.0).await;
+    let t1 = k1.sign(&claims("iss", "u"));
+    // Verified once, then served from the cache of verified tokens.
+    assert_eq!(status(&weir, &t1).await, 200);
+    assert_eq!(status(&weir, &t1).await, 200);
+    // The IdP drops k1; a token with the new kid makes weir fetch.
+    idp.set(&jwks(&[&k2]));
+    assert_eq!(status(&weir, &k2.sign(&claims("iss", "u"))).await, 200);
+    assert_eq!(idp.hits(), 2);
+    let r = get_with(&weir, "/api", &t1, &[]).await;
+    assert_eq!(r.status, 401, "a removed key must not admit a cached token");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"weir\", error=\"invalid_token\", error_description=\"unknown key id\""
+        )
+    );
+    weir.stop().await;
+}
