@@ -105,7 +105,7 @@ fn provider_and_route_errors_table() {
                 &format!(
                     "{}{}",
                     bare("issuer = \"i\"\nalgorithms = [\"ES256\"]\njwks_url = \"https://idp/k\"\njwks_refresh = \"0s\"\n\
-                          claims_to_headers = { sub = \"bad header\" }\nmax_token_bytes = 10\nrealm = \"a\\\"b\"\nleeway = \"soon\""),
+                          claims_to_headers = { sub = \"bad header\", iss = \"Host\" }\nmax_token_bytes = 10\nrealm = \"a\\\"b\"\nleeway = \"soon\""),
                     provider("a", "")
                 ),
             ),
@@ -113,6 +113,7 @@ fn provider_and_route_errors_table() {
                 format!("{p0}.jwks_refresh: duration \"0s\" must be greater than zero"),
                 format!("{p0}.jwks_url: invalid URL \"https://idp/k\"; expected http://host:port/path (https is not supported yet)"),
                 format!("{p0}.claims_to_headers: invalid header name \"bad header\""),
+                format!("{p0}.claims_to_headers: header \"Host\" is set by weir or the client's request framing; pick another name"),
                 format!("{p0}.realm: must be printable ASCII without quotes or backslashes"),
                 format!("{p0}.leeway: invalid duration \"soon\"; expected e.g. \"5s\", \"250ms\", \"1m30s\""),
                 format!("{p0}.max_token_bytes: 10 is out of range; expected 128 to 65536"),

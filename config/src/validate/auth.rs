@@ -35,6 +35,24 @@ pub(super) fn providers<'a>(
     (out, index)
 }
 
+/// Headers a claim must not replace: request framing, routing and the
+/// token itself, and the ones weir sets.
+const RESERVED: [&str; 13] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "authorization",
+    "cookie",
+    "x-request-id",
+    "forwarded",
+];
+
 fn provider(r: &mut Report, path: &str, p: &RawJwtProvider) -> JwtProvider {
     let issuer = match p.issuer.as_deref() {
         Some(i) if !i.is_empty() => i.to_owned(),
@@ -91,10 +109,15 @@ fn provider(r: &mut Report, path: &str, p: &RawJwtProvider) -> JwtProvider {
             if claim.is_empty() {
                 r.error(&field, "claim names must not be empty");
             }
+            let lower = header.to_ascii_lowercase();
             if !is_header_name(header) {
                 r.error(&field, format!("invalid header name {header:?}"));
+            } else if RESERVED.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
+                r.error(
+                    &field,
+                    format!("header {header:?} is set by weir or the client's request framing; pick another name"),
+                );
             }
-            let lower = header.to_ascii_lowercase();
             if !seen_headers.insert(lower.clone()) {
                 r.error(&field, format!("header {header:?} is used twice"));
             }
