@@ -21,6 +21,8 @@ pub mod token;
 pub mod verify;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod hook_tests;
 #[cfg(test)]
 mod vectors;

@@ -258,3 +258,27 @@ fn claims_policy() {
     let scp = r#"{"iss":"joe","exp":2000,"aud":"api","sub":"u","scp":["write","read"]}"#;
     assert_eq!(check_claims(&cfg, &claims(scp), 1000), Ok(()));
 }
+
+/// The A.1 provider's decision on `token` (fuzzing entry point).
+pub(super) fn hs256_case(token: &str) -> Result<(), Reason> {
+    check(token, JwtAlgorithm::Hs256, A1_KEY, THEN)
+}
+
+/// A.1 with byte `pos` (mod its length) replaced by `byte`: refused, unless
+/// the replacement changed nothing (or only the signature's unused bits
+/// are at stake, which strict base64 refuses as malformed anyway).
+pub(super) fn mutate_check(pos: usize, byte: u8) {
+    let mut bytes = A1.as_bytes().to_vec();
+    let pos = pos % bytes.len();
+    let same = bytes[pos] == byte;
+    bytes[pos] = byte;
+    let Ok(token) = std::str::from_utf8(&bytes) else {
+        return;
+    };
+    let got = hs256_case(token);
+    if same {
+        assert_eq!(got, Ok(()));
+    } else {
+        assert!(got.is_err(), "mutation at {pos} to {byte:#x} accepted");
+    }
+}

@@ -242,3 +242,35 @@ async fn token_sources_forwarding_and_scopes() {
     assert_eq!(backend.requests(), before + 1);
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_authenticated_the_same_way() {
+    let backend = FakeHttp::start("b0").await;
+    let dir = TempDir::new("jwt-h2");
+    let secret = write(&dir, "secret", std::str::from_utf8(keys::SECRET).unwrap());
+    let name = unique("h2");
+    let providers = provider(
+        &name,
+        "iss",
+        &["HS384"],
+        &format!("hmac_secret_file = {secret:?}\nclaims_to_headers = {{ sub = \"X-User-Id\" }}"),
+    );
+    let weir = start(&route("/api", &format!("{name:?}")), &providers, &backend).await;
+    let h2 = crate::support::fake_http::H2::connect(weir.addr).await;
+    let ask = |auth: Option<String>| {
+        let mut headers = vec![];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        h2.try_send(req_with("GET", "http://test.local/api/x", &headers, ""))
+    };
+    let r = ask(None).await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"weir\""));
+    let token = TestKey::new("HS384", "").sign(&claims("iss", "h2-user"));
+    let r = ask(Some(format!("Bearer {token}"))).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo().header("x-user-id").as_deref(), Some("h2-user"));
+    assert_eq!(backend.requests(), 1);
+    weir.stop().await;
+}
