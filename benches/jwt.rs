@@ -9,10 +9,9 @@
 #![allow(missing_docs, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use weir_config::auth::{JwtAlgorithm, JwtProvider, KeySources, TokenSource};
+use weir_config::auth::{JwtAlgorithm, JwtProvider};
 use weir_l7::auth::keys::KeySet;
 use weir_l7::auth::verify::{algorithm, verify};
 
@@ -22,21 +21,10 @@ use weir_l7::auth::verify::{algorithm, verify};
 mod keys;
 
 fn provider(alg: JwtAlgorithm) -> JwtProvider {
-    JwtProvider {
-        name: "bench".into(),
-        issuer: "iss".into(),
-        audiences: vec!["api".into()],
-        algorithms: vec![alg],
-        leeway: Duration::from_secs(60),
-        required_claims: vec!["sub".into()],
-        required_scopes: vec![],
-        source: TokenSource::Bearer,
-        keys: KeySources::default(),
-        claims_to_headers: vec![],
-        forward_token: false,
-        max_token_bytes: 8192,
-        realm: "weir".into(),
-    }
+    let mut p = JwtProvider::with_defaults("bench", "iss", &[alg]);
+    p.audiences = vec!["api".into()];
+    p.required_claims = vec!["sub".into()];
+    p
 }
 
 fn verification(c: &mut Criterion) {

@@ -161,6 +161,27 @@ pub struct JwtProvider {
 }
 
 impl JwtProvider {
+    /// A provider with the configuration file's defaults (Bearer token,
+    /// 60 s leeway, 8 KiB tokens, token stripped, realm `weir`, no keys,
+    /// audiences, required claims or scopes): for tests and benchmarks.
+    pub fn with_defaults(name: &str, issuer: &str, algorithms: &[JwtAlgorithm]) -> Self {
+        Self {
+            name: name.to_owned(),
+            issuer: issuer.to_owned(),
+            audiences: Vec::new(),
+            algorithms: algorithms.to_vec(),
+            leeway: Duration::from_secs(60),
+            required_claims: Vec::new(),
+            required_scopes: Vec::new(),
+            source: TokenSource::Bearer,
+            keys: KeySources::default(),
+            claims_to_headers: Vec::new(),
+            forward_token: false,
+            max_token_bytes: 8192,
+            realm: "weir".to_owned(),
+        }
+    }
+
     /// One line for `weir check`: names and counts, never secrets.
     pub fn summary(&self) -> String {
         let algs: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();

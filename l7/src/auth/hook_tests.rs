@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use weir_config::auth::{JwtAlgorithm, JwtProvider, KeySources, SecretSource, TokenSource};
+use weir_config::auth::{JwtAlgorithm, JwtProvider, SecretSource};
 
 use super::{Auth, Claims, Provider};
 
@@ -19,27 +17,13 @@ fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 }
 
 fn config(secret: std::path::PathBuf) -> JwtProvider {
-    JwtProvider {
-        name: "unit".into(),
-        issuer: "iss".into(),
-        audiences: vec![],
-        algorithms: vec![JwtAlgorithm::Hs256],
-        leeway: Duration::from_secs(60),
-        required_claims: vec![],
-        required_scopes: vec![],
-        source: TokenSource::Bearer,
-        keys: KeySources {
-            hmac_secret: Some(SecretSource::File(secret)),
-            ..KeySources::default()
-        },
-        claims_to_headers: vec![
-            ("sub".into(), "x-user".into()),
-            ("roles".into(), "x-roles".into()),
-        ],
-        forward_token: false,
-        max_token_bytes: 8192,
-        realm: "weir".into(),
-    }
+    let mut p = JwtProvider::with_defaults("unit", "iss", &[JwtAlgorithm::Hs256]);
+    p.keys.hmac_secret = Some(SecretSource::File(secret));
+    p.claims_to_headers = vec![
+        ("sub".into(), "x-user".into()),
+        ("roles".into(), "x-roles".into()),
+    ];
+    p
 }
 
 fn hs256(secret: &[u8], claims: &str) -> String {

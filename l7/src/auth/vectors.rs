@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::Jwk;
-use weir_config::auth::{JwtAlgorithm, JwtProvider, KeySources, TokenSource};
+use weir_config::auth::{JwtAlgorithm, JwtProvider};
 
 use super::keys::{Key, KeySet};
 use super::reason::Reason;
@@ -43,21 +43,9 @@ fn set(jwk: &str) -> KeySet {
 }
 
 fn provider(algorithms: &[JwtAlgorithm]) -> JwtProvider {
-    JwtProvider {
-        name: "rfc".into(),
-        issuer: "joe".into(),
-        audiences: vec![],
-        algorithms: algorithms.to_vec(),
-        leeway: Duration::from_secs(0),
-        required_claims: vec![],
-        required_scopes: vec![],
-        source: TokenSource::Bearer,
-        keys: KeySources::default(),
-        claims_to_headers: vec![],
-        forward_token: false,
-        max_token_bytes: 8192,
-        realm: "weir".into(),
-    }
+    let mut p = JwtProvider::with_defaults("rfc", "joe", algorithms);
+    p.leeway = Duration::from_secs(0);
+    p
 }
 
 fn check(token: &str, alg: JwtAlgorithm, key: &str, now: u64) -> Result<(), Reason> {
