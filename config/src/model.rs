@@ -234,7 +234,17 @@ impl Config {
             }
             if let Some(h) = &l.http {
                 for r in &h.routes {
-                    let _ = writeln!(out, "          {}", r.summary(&self.pools));
+                    let auth: Vec<&str> = r
+                        .auth
+                        .iter()
+                        .filter_map(|&i| self.jwt_providers.get(i).map(|p| p.name.as_str()))
+                        .collect();
+                    let auth = if auth.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", auth {}", auth.join(" or "))
+                    };
+                    let _ = writeln!(out, "          {}{auth}", r.summary(&self.pools));
                 }
             }
         }
