@@ -24,6 +24,10 @@ pub enum StartError {
     #[cfg(feature = "l7")]
     #[error(transparent)]
     Http(#[from] weir_l7::HttpStartError),
+    /// A JWT provider's keys could not be loaded.
+    #[cfg(feature = "l7")]
+    #[error(transparent)]
+    Auth(#[from] weir_l7::auth::AuthStartError),
     /// The configuration has HTTP listeners but this build has no L7 engine.
     #[error("listener {0:?} is an http listener, but this weir was built without the l7 feature")]
     NoL7(String),
@@ -128,6 +132,9 @@ pub struct App {
     pools: Vec<Arc<PoolRuntime>>,
     services: Vec<Service>,
     admin: Option<std::net::TcpListener>,
+    /// JWT providers shared by every HTTP listener.
+    #[cfg(feature = "l7")]
+    auth: Arc<weir_l7::auth::Auth>,
 }
 
 /// The runtime description of a validated pool.
@@ -196,6 +203,8 @@ impl App {
                 .collect();
             Arc::new(weir_l7::outlier::Outliers::new(&pools, &configs))
         };
+        #[cfg(feature = "l7")]
+        let auth = Arc::new(weir_l7::auth::Auth::new(&config.jwt_providers)?);
         let udp_listeners = config
             .listeners
             .iter()
@@ -222,6 +231,7 @@ impl App {
                         pools.clone(),
                         &config.pools,
                         Arc::clone(&outliers),
+                        Arc::clone(&auth),
                     )?),
                     #[cfg(not(feature = "l7"))]
                     Protocol::Http | Protocol::Https => {
@@ -235,6 +245,8 @@ impl App {
             pools,
             services,
             admin,
+            #[cfg(feature = "l7")]
+            auth,
         })
     }
 
@@ -284,6 +296,8 @@ impl App {
         for pool in &self.pools {
             background.extend(pool.spawn_health(tasks_stop.clone()));
         }
+        #[cfg(feature = "l7")]
+        background.extend(self.auth.spawn_refresh(&tasks_stop));
         if let Some(admin) = self.admin {
             let listener = tokio::net::TcpListener::from_std(admin)?;
             background.push(tokio::spawn(admin::serve(

@@ -87,6 +87,17 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "weir_tls_handshake_errors_total";
 /// Certificate reloads (SIGHUP), by `listener` and `result` (`ok`, `error`).
 pub const TLS_RELOADS: &str = "weir_tls_reloads_total";
 
+/// JWT authentication decisions, by `provider` and `reason` (`ok`,
+/// `missing`, `expired`, `bad_signature`, `unknown_kid`, `insufficient_scope`, …).
+pub const JWT_DECISIONS: &str = "weir_jwt_decisions_total";
+/// JWKS fetches, by `provider` and `result` (`ok`, `error`).
+pub const JWKS_FETCHES: &str = "weir_jwks_fetches_total";
+/// Keys in the provider's current JWKS, by `provider`.
+pub const JWKS_KEYS: &str = "weir_jwks_keys";
+/// Seconds since the provider's JWKS was last fetched successfully, by
+/// `provider` (-1 until the first success).
+pub const JWKS_AGE: &str = "weir_jwks_age_seconds";
+
 /// HTTP request duration buckets, seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -186,6 +197,17 @@ pub fn describe() {
     describe_gauge!(BACKEND_UP, "1 while the backend is up, 0 while it is down.");
     describe_counter!(HEALTH_CHECKS, "Active health check results.");
     describe_counter!(HEALTH_TRANSITIONS, "Backend health state changes.");
+    describe_counter!(
+        JWT_DECISIONS,
+        "JWT authentication decisions, by provider and reason."
+    );
+    describe_counter!(JWKS_FETCHES, "JWKS fetches, by provider and result.");
+    describe_gauge!(JWKS_KEYS, "Keys in the provider's current JWKS.");
+    describe_gauge!(
+        JWKS_AGE,
+        Unit::Seconds,
+        "Seconds since the JWKS was last fetched successfully; -1 before the first success."
+    );
     describe_counter!(
         TLS_HANDSHAKE_ERRORS,
         "TLS handshakes that failed or timed out."

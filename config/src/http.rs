@@ -170,6 +170,9 @@ pub struct Route {
     pub request_timeout: Duration,
     /// Retries on another backend.
     pub retries: u32,
+    /// Indexes into [`crate::Config::jwt_providers`]: a request needs a
+    /// valid token from one of them. Empty = open.
+    pub auth: Vec<usize>,
 }
 
 /// What an HTTP pool's consistent hash is computed from.

@@ -23,6 +23,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Pools, in file order.
     pub pools: Vec<Pool>,
+    /// JWT providers, in file order (routes refer to them by index).
+    pub jwt_providers: Vec<crate::auth::JwtProvider>,
 }
 
 /// Process-wide settings.
@@ -234,7 +236,17 @@ impl Config {
             }
             if let Some(h) = &l.http {
                 for r in &h.routes {
-                    let _ = writeln!(out, "          {}", r.summary(&self.pools));
+                    let auth: Vec<&str> = r
+                        .auth
+                        .iter()
+                        .filter_map(|&i| self.jwt_providers.get(i).map(|p| p.name.as_str()))
+                        .collect();
+                    let auth = if auth.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", auth {}", auth.join(" or "))
+                    };
+                    let _ = writeln!(out, "          {}{auth}", r.summary(&self.pools));
                 }
             }
         }
@@ -301,6 +313,9 @@ impl Config {
                     let _ = writeln!(out, "          - {} {} weight {}", b.name, b.addr, b.weight);
                 }
             }
+        }
+        for p in &self.jwt_providers {
+            let _ = writeln!(out, "{}", p.summary());
         }
         out
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table of [admin], [runtime], [[listeners]] and [[pools]]"
+    expecting = "a table of [admin], [runtime], [[listeners]], [[pools]] and [[jwt_providers]]"
 )]
 pub struct RawConfig {
     /// `[admin]`: the admin listener serving `/metrics` and `/healthz`.
@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// `[[pools]]`: groups of backends that listeners send to.
     #[serde(default)]
     pub pools: Vec<RawPool>,
+    /// `[[jwt_providers]]`: JWT issuers that routes can require (`auth`).
+    #[serde(default)]
+    pub jwt_providers: Vec<RawJwtProvider>,
 }
 
 /// `[admin]`
@@ -309,6 +312,10 @@ pub struct RawRoute {
     /// also capped by the listener's retry budget (20% of recent requests, at
     /// most 10 banked). Default `1`.
     pub retries: Option<u32>,
+    /// JWT providers (`[[jwt_providers]]` names) a request must present a
+    /// valid token from: one name or a list, where any one may succeed.
+    /// Without a token the answer is 401, never the backend. Default: open.
+    pub auth: Option<Names>,
 }
 
 /// `[[pools]]`
@@ -467,4 +474,115 @@ pub struct RawOutlierDetection {
     pub base_ejection: Option<String>,
     /// Longest ejection. Duration. Default `"5m"`.
     pub max_ejection: Option<String>,
+}
+
+/// One name or a list of names (`auth = "idp"`, `auth = ["a", "b"]`).
+#[derive(Debug, Clone)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Names;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a provider name like \"idp\" or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Names, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Names(many))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `[[jwt_providers]]`
+///
+/// An issuer of JSON Web Tokens and how to check them. A route with `auth`
+/// naming it lets a request through only with a valid token (signature,
+/// algorithm, `exp`/`nbf` with leeway, `iss`, `aud`, required claims and
+/// scopes). Keys may come from any mix of the key fields; at least one is
+/// *required*. Secrets are never printed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[jwt_providers]] table")]
+pub struct RawJwtProvider {
+    /// *Required.* Unique, non-empty name: what routes' `auth` refers to,
+    /// and the `provider` label of its metrics.
+    pub name: String,
+    /// *Required.* The `iss` claim a token must carry, exactly.
+    pub issuer: Option<String>,
+    /// Audiences this gateway accepts: the token's `aud` (a string or a
+    /// list) must contain one of them. Default: `aud` is not checked.
+    pub audiences: Option<Vec<String>>,
+    /// *Required.* Algorithms a token may use, at least one, from `HS256`,
+    /// `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`,
+    /// `PS512`, `ES256`, `ES384`, `EdDSA`. `none` is refused.
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp` and `nbf`. Duration. Default `"60s"`.
+    pub leeway: Option<String>,
+    /// Claims a token must carry besides `exp` (always required), e.g.
+    /// `["sub"]`. Default: none.
+    pub required_claims: Option<Vec<String>>,
+    /// Scopes a token must carry, all of them, in its `scope` claim (space
+    /// separated) or `scp` (a list or a space-separated string); a valid
+    /// token without them gets 403. Default: none.
+    pub required_scopes: Option<Vec<String>>,
+    /// Read the token from this request header instead of `Authorization:
+    /// Bearer` (a leading `Bearer ` is accepted). Set at most one of
+    /// `header`, `cookie`, `query`. Default: `Authorization: Bearer`.
+    pub header: Option<String>,
+    /// Read the token from this cookie. Default: `Authorization: Bearer`.
+    pub cookie: Option<String>,
+    /// Read the token from this query parameter. Default: `Authorization:
+    /// Bearer`.
+    pub query: Option<String>,
+    /// Path to a file holding the HMAC secret (bytes as is, one trailing
+    /// newline removed), for `HS*` algorithms. Relative to the
+    /// configuration file's directory. Default: none.
+    pub hmac_secret_file: Option<String>,
+    /// Name of an environment variable holding the HMAC secret, read at
+    /// start-up. Set `hmac_secret_file` or this, not both. Default: none.
+    pub hmac_secret_env: Option<String>,
+    /// PEM public keys (`BEGIN PUBLIC KEY`, or `BEGIN RSA PUBLIC KEY`):
+    /// RSA, EC P-256/P-384 or Ed25519. Default: none.
+    pub public_key_files: Option<Vec<String>>,
+    /// Path to a JWKS file (`{"keys": [...]}`), read at start-up.
+    /// Default: none.
+    pub jwks_file: Option<String>,
+    /// URL of the identity provider's JWKS (`http://`), fetched at start-up
+    /// and every `jwks_refresh`, and on a token whose `kid` is unknown (at
+    /// most once per `jwks_cooldown`). A failed fetch keeps the last good
+    /// keys. Default: none.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again. Duration. Default `"5m"`.
+    pub jwks_refresh: Option<String>,
+    /// Least time between two fetches caused by an unknown `kid`, so a
+    /// flood of bogus kids cannot hammer the identity provider. Duration.
+    /// Default `"30s"`.
+    pub jwks_cooldown: Option<String>,
+    /// Claims forwarded to the backend as request headers (`{ sub =
+    /// "X-User-Id" }`). Headers with these names sent by the client are
+    /// removed first, so they cannot be forged. Default: none.
+    pub claims_to_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Forward the token to the backend; `false` removes it (the header,
+    /// cookie or query parameter it came in). Default `false`.
+    pub forward_token: Option<bool>,
+    /// Longest token accepted, 128 to 65536 bytes; longer is refused
+    /// before any decoding. Default `8192`.
+    pub max_token_bytes: Option<u32>,
+    /// The `realm` of the `WWW-Authenticate` challenge. Default `"weir"`.
+    pub realm: Option<String>,
 }

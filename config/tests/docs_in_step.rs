@@ -121,7 +121,7 @@ fn raw_rs_is_read_correctly() {
     };
     assert_eq!(
         keys("RawConfig"),
-        ["admin", "runtime", "listeners", "pools"]
+        ["admin", "runtime", "listeners", "pools", "jwt_providers"]
     );
     assert_eq!(keys("RawAdmin"), ["address", "enabled"]);
     assert!(
@@ -140,6 +140,7 @@ fn raw_rs_is_read_correctly() {
             "RawCertificate",
             "RawConfig",
             "RawHealthCheck",
+            "RawJwtProvider",
             "RawListener",
             "RawOutlierDetection",
             "RawPool",

@@ -65,6 +65,7 @@ fn the_documented_examples_exist() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     for want in [
+        "jwt.toml",
         "maglev.toml",
         "postgres.toml",
         "redis.toml",
@@ -123,6 +124,12 @@ fn examples_configure_what_they_claim() {
         "{:?}",
         tls.certificates[0].cert
     );
+    let jwt = load("jwt.toml");
+    let routes = &jwt.listeners[0].http.as_ref().unwrap().routes;
+    assert!(routes[0].auth.is_empty(), "the health check stays open");
+    assert_eq!(routes[1].auth, vec![0]);
+    assert!(jwt.jwt_providers[0].keys.jwks_url.is_some());
+
     let memcached = &reference.pools[1];
     assert_eq!(
         memcached.health_check.as_ref().unwrap().probe,

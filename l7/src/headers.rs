@@ -375,7 +375,7 @@ mod tests {
         h.insert(REQUEST_ID, "bad value!".parse().unwrap());
         let id = request_id(&mut h, 1);
         assert_eq!(id.len(), 32);
-        assert_eq!(h[REQUEST_ID], id.as_str());
+        assert_eq!(h[REQUEST_ID], id.to_str().unwrap());
         assert_ne!(request_id(&mut HeaderMap::new(), 2), id);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! On the path accept → select → connect → forward, each request takes one
 //! fixed pipeline ([`proxy`]): route ([`route`]: host, path, method and
-//! header conditions, indexed, never scanned) → select (weir-common's
+//! header conditions, indexed, never scanned) → authenticate ([`auth`]:
+//! JWT, for routes with `auth`) → select (weir-common's
 //! selector, keyed by the client address or a header, cookie or the path)
 //! → forward (hyper's pooled client, timeouts, bounded retries within a
 //! budget) → log ([`access_log`], metrics). [`server`] accepts connections
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod auth;
 pub mod body;
 pub mod connector;
 pub mod error;

@@ -1,4 +1,5 @@
-//! The request pipeline, in one fixed order: route → select → forward → log.
+//! The request pipeline, in one fixed order: route → authenticate → select
+//! → forward → log.
 //!
 //! Plain functions over concrete types. Retries happen only for requests
 //! without a body (the body streams to the backend and cannot be replayed):
@@ -66,6 +67,8 @@ pub struct Gateway {
     pub forwarding: Forwarding,
     /// Metric handles.
     pub metrics: GatewayMetrics,
+    /// JWT providers, shared by every HTTP listener (routes' `auth`).
+    pub auth: Arc<crate::auth::Auth>,
     requests: AtomicU64,
     retry_budget: RetryBudget,
 }
@@ -131,9 +134,16 @@ impl Gateway {
                 listener,
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
+            auth: Arc::default(),
             requests: AtomicU64::new(0),
             retry_budget: RetryBudget::new(),
         })
+    }
+
+    /// The JWT providers routes' `auth` refers to (none by default).
+    pub fn with_auth(mut self, auth: Arc<crate::auth::Auth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// A retry is allowed while the budget has a token for it.
@@ -411,6 +421,15 @@ async fn pipeline(
         .ok_or(GatewayError::NoRoute)?;
     ex.route = Some(id);
     let route = gw.routes.get(id).ok_or(GatewayError::NoRoute)?;
+    // Authenticate: a refusal is the answer; the backend never sees it.
+    if !route.auth.is_empty()
+        && let Err(refusal) = gw
+            .auth
+            .check(&route.auth, &mut parts, ex.request_id())
+            .await
+    {
+        return Ok(Answer::Own(refusal));
+    }
     let (pool_index, path_and_query) = match &route.action {
         RouteAction::Redirect { code, location } => {
             return Ok(Answer::Own(redirect(*code, location)));

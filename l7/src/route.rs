@@ -207,6 +207,7 @@ mod tests {
             response_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             retries: 0,
+            auth: Vec::new(),
         }
     }
 

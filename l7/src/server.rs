@@ -89,12 +89,13 @@ impl HttpService {
     /// Binds `config` (an HTTP listener). `pools` (the runtimes) and
     /// `pool_configs` (their request keys and HTTP versions) are indexed like
     /// the configuration's pools; `outliers` is shared by every HTTP listener
-    /// so a pool has one outlier detector.
+    /// so a pool has one outlier detector; `auth` (the JWT providers) too.
     pub fn bind(
         config: &Listener,
         pools: Vec<Arc<PoolRuntime>>,
         pool_configs: &[weir_config::Pool],
         outliers: Arc<Outliers>,
+        auth: Arc<crate::auth::Auth>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -144,7 +145,8 @@ impl HttpService {
             access_log,
             outliers,
         )
-        .map_err(|(pool, source)| HttpStartError::UpstreamTls { pool, source })?;
+        .map_err(|(pool, source)| HttpStartError::UpstreamTls { pool, source })?
+        .with_auth(auth);
         Ok(Self {
             name: config.name.clone(),
             sockets,

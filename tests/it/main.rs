@@ -20,6 +20,7 @@ mod http_trailers;
 mod http_upgrade;
 mod http_upstream_pool;
 mod http_upstream_tls;
+mod jwt;
 mod l4_faults;
 mod l4_health;
 mod l4_proxy;

@@ -10,6 +10,7 @@ use crate::duration::parse_duration;
 use crate::model::{Config, Protocol, Runtime};
 use crate::raw::RawConfig;
 
+mod auth;
 mod listener;
 mod pool;
 mod route;
@@ -213,6 +214,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         pools.push(pool(&mut r, &path, p));
     }
 
+    let (jwt_providers, provider_index) = auth::providers(&mut r, &raw.jwt_providers);
+
     if raw.listeners.is_empty() {
         r.error("listeners", "at least one listener is required");
     }
@@ -254,6 +257,7 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         }
         listeners.push(listener);
     }
+    auth::resolve_routes(&mut r, raw, &provider_index, &mut listeners);
     for (i, p) in raw.pools.iter().enumerate() {
         if !used_pools.contains(&i) {
             r.warn(
@@ -291,6 +295,7 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
                 runtime,
                 listeners,
                 pools,
+                jwt_providers,
             },
             warnings: r.warnings,
         })

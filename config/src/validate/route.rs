@@ -89,6 +89,7 @@ pub(super) fn http_options(
             response_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(300),
             retries: 1,
+            auth: Vec::new(),
         });
     }
     HttpOptions {
@@ -349,6 +350,8 @@ fn route(r: &mut Report, path: &str, index: usize, raw: &RawRoute, pools: &Pools
             Duration::from_secs(300),
         ),
         retries: r.range(&format!("{path}.retries"), raw.retries, 1, 0, 5),
+        // Resolved once every provider is known (validate/auth.rs).
+        auth: Vec::new(),
     }
 }
 
