@@ -121,6 +121,9 @@ pub struct Route {
     pub request_timeout: Duration,
     /// Retries on another backend.
     pub retries: u32,
+    /// Rate-limit policies every request must pass (indices into
+    /// `Config::rate_limits`).
+    pub rate_limits: Vec<usize>,
 }
 
 /// What an HTTP pool's consistent hash is computed from.

@@ -15,6 +15,7 @@
 pub mod duration;
 pub mod http;
 pub mod model;
+pub mod rate_limit;
 pub mod raw;
 pub mod tls;
 pub mod validate;

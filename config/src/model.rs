@@ -23,6 +23,10 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Pools, in file order.
     pub pools: Vec<Pool>,
+    /// Request rate-limit policies, in file order (routes hold indices).
+    pub rate_limits: Vec<crate::rate_limit::RateLimitPolicy>,
+    /// The Redis server of global rate limits.
+    pub redis: Option<crate::rate_limit::RedisConfig>,
 }
 
 /// Process-wide settings.
@@ -97,6 +101,8 @@ pub struct Listener {
     pub http: Option<HttpOptions>,
     /// TLS settings (`Some` exactly when `protocol` is HTTPS).
     pub tls: Option<TlsOptions>,
+    /// Per-client connection limits (TCP listeners).
+    pub client_limits: crate::rate_limit::ClientLimitOptions,
 }
 
 /// Settings only UDP listeners have.
@@ -298,6 +304,7 @@ impl Config {
                 }
             }
         }
+        crate::rate_limit::summary(&mut out, &self.rate_limits, self.redis.as_ref());
         out
     }
 }

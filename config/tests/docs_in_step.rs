@@ -121,7 +121,14 @@ fn raw_rs_is_read_correctly() {
     };
     assert_eq!(
         keys("RawConfig"),
-        ["admin", "runtime", "listeners", "pools"]
+        [
+            "admin",
+            "runtime",
+            "listeners",
+            "pools",
+            "rate_limits",
+            "redis"
+        ]
     );
     assert_eq!(keys("RawAdmin"), ["address", "enabled"]);
     assert!(
@@ -143,6 +150,8 @@ fn raw_rs_is_read_correctly() {
             "RawListener",
             "RawOutlierDetection",
             "RawPool",
+            "RawRateLimit",
+            "RawRedis",
             "RawRoute",
             "RawRuntime"
         ]

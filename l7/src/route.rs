@@ -191,6 +191,7 @@ mod tests {
             response_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             retries: 0,
+            rate_limits: vec![],
         }
     }
 

@@ -12,6 +12,7 @@ use crate::raw::RawConfig;
 
 mod listener;
 mod pool;
+mod rate_limit;
 mod route;
 mod tls;
 
@@ -212,6 +213,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         pools.push(pool(&mut r, &path, p));
     }
 
+    let (rate_limits, redis) = rate_limit::policies(&mut r, raw);
+
     if raw.listeners.is_empty() {
         r.error("listeners", "at least one listener is required");
     }
@@ -274,6 +277,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         }
     }
 
+    rate_limit::resolve_routes(&mut r, raw, &rate_limits, &mut listeners);
+
     if r.errors.is_empty() {
         Ok(Validated {
             config: Config {
@@ -281,6 +286,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
                 runtime,
                 listeners,
                 pools,
+                rate_limits,
+                redis,
             },
             warnings: r.warnings,
         })

@@ -87,6 +87,7 @@ pub(super) fn http_options(
             response_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(300),
             retries: 1,
+            rate_limits: Vec::new(),
         });
     }
     HttpOptions {
@@ -305,6 +306,7 @@ fn route(r: &mut Report, path: &str, index: usize, raw: &RawRoute, pools: &Pools
             Duration::from_secs(300),
         ),
         retries: r.range(&format!("{path}.retries"), raw.retries, 1, 0, 5),
+        rate_limits: Vec::new(),
     }
 }
 
