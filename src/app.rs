@@ -43,7 +43,7 @@ pub enum StartError {
 /// A bound listener of either protocol.
 #[derive(Debug)]
 enum Service {
-    Tcp(TcpService),
+    Tcp(Box<TcpService>),
     Udp(UdpService),
     #[cfg(feature = "l7")]
     Http(weir_l7::HttpService),
@@ -196,6 +196,11 @@ impl App {
                 .collect();
             Arc::new(weir_l7::outlier::Outliers::new(&pools, &configs))
         };
+        #[cfg(feature = "l7")]
+        let rate_limits = Arc::new(weir_l7::ratelimit::RateLimits::new(
+            &config.rate_limits,
+            config.redis.as_ref(),
+        ));
         let udp_listeners = config
             .listeners
             .iter()
@@ -212,7 +217,7 @@ impl App {
                         .ok_or_else(|| StartError::NoPool(l.name.clone()))
                 };
                 Ok(match l.protocol {
-                    Protocol::Tcp => Service::Tcp(TcpService::bind(l, pool()?)?),
+                    Protocol::Tcp => Service::Tcp(Box::new(TcpService::bind(l, pool()?)?)),
                     Protocol::Udp => {
                         Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
                     }
@@ -222,6 +227,7 @@ impl App {
                         pools.clone(),
                         &config.pools,
                         Arc::clone(&outliers),
+                        Arc::clone(&rate_limits),
                     )?),
                     #[cfg(not(feature = "l7"))]
                     Protocol::Http | Protocol::Https => {

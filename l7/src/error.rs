@@ -27,6 +27,12 @@ pub enum GatewayError {
     /// The backend did not answer in time.
     #[error("gateway timeout")]
     Timeout,
+    /// A rate limit refused the request.
+    #[error("too many requests")]
+    TooManyRequests,
+    /// A `fail_closed` rate limit could not check (Redis down or slow).
+    #[error("rate limit unavailable")]
+    RateLimitUnavailable,
 }
 
 impl GatewayError {
@@ -39,14 +45,19 @@ impl GatewayError {
             Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// Whose fault (metric label, log level).
     pub fn side(self) -> &'static str {
         match self {
-            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge => "client",
+            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge | Self::TooManyRequests => {
+                "client"
+            }
             Self::NoBackend | Self::BadGateway | Self::Timeout => "backend",
+            Self::RateLimitUnavailable => "weir",
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! On the path accept → select → connect → forward, each request takes one
 //! fixed pipeline ([`proxy`]): route ([`route`]: host, path, method and
-//! header conditions, indexed, never scanned) → select (weir-common's
+//! header conditions, indexed, never scanned) → rate-limit ([`ratelimit`]:
+//! GCRA per key, in memory or in Redis for a fleet) → select (weir-common's
 //! selector, keyed by the client address or a header, cookie or the path)
 //! → forward (hyper's pooled client, timeouts, bounded retries within a
 //! budget) → log ([`access_log`], metrics). [`server`] accepts connections
@@ -22,6 +23,7 @@ pub mod headers;
 pub mod metrics;
 pub mod outlier;
 pub mod proxy;
+pub mod ratelimit;
 pub mod route;
 pub mod server;
 pub mod tls;

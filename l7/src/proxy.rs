@@ -1,4 +1,5 @@
-//! The request pipeline, in one fixed order: route → select → forward → log.
+//! The request pipeline, in one fixed order: route → rate-limit
+//! ([`crate::ratelimit`]) → select → forward → log.
 //!
 //! Plain functions over concrete types. Retries happen only for requests
 //! without a body (the body streams to the backend and cannot be replayed):
@@ -62,6 +63,8 @@ pub struct Gateway {
     pub outliers: Arc<Outliers>,
     /// Metric handles.
     pub metrics: GatewayMetrics,
+    /// The process's rate-limit policies (routes hold their indices).
+    pub rate_limits: Arc<crate::ratelimit::RateLimits>,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -126,9 +129,17 @@ impl Gateway {
                 listener,
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
+            rate_limits: Arc::new(crate::ratelimit::RateLimits::none()),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
+    }
+
+    /// Uses `rate_limits` (the process's policies, shared by every HTTP
+    /// listener) for the routes' `rate_limits`.
+    pub fn with_rate_limits(mut self, rate_limits: Arc<crate::ratelimit::RateLimits>) -> Self {
+        self.rate_limits = rate_limits;
+        self
     }
 
     /// A retry is allowed while retries stay within 20% of requests (plus 10).
@@ -179,6 +190,8 @@ struct Exchange {
     request_id: String,
     route: Option<usize>,
     backend: Option<Arc<str>>,
+    /// Rate-limit headers for the response.
+    rate_limit: Option<http::HeaderMap>,
 }
 
 /// Handles one request from `client`.
@@ -203,6 +216,7 @@ pub async fn handle(
         request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
         route: None,
         backend: None,
+        rate_limit: None,
     };
     let result = pipeline(&gw, &mut ex, parts, body).await;
     let response = match result {
@@ -247,6 +261,8 @@ fn reason(e: GatewayError) -> &'static str {
         GatewayError::NoBackend => "no_backend",
         GatewayError::BadGateway => "bad_gateway",
         GatewayError::Timeout => "timeout",
+        GatewayError::TooManyRequests => "rate_limited",
+        GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
     }
 }
 
@@ -296,6 +312,15 @@ async fn pipeline(
     }
     let pool = gw.pools.get(pool_index).ok_or(GatewayError::NoBackend)?;
     let h2c = gw.upstream_versions.get(pool_index) == Some(&UpstreamVersion::H2c);
+
+    // Rate-limit.
+    let verdict = (gw.rate_limits)
+        .check(&route.rate_limits, &route.name, &parts, ex.client)
+        .await;
+    ex.rate_limit = verdict.headers;
+    if let Some(e) = verdict.reject {
+        return Err(e);
+    }
 
     // Select.
     let key = request_key(
@@ -631,13 +656,16 @@ fn respond(
 /// written when its body ends.
 fn finish(
     gw: Arc<Gateway>,
-    ex: Exchange,
+    mut ex: Exchange,
     response: Response<ProxyBody>,
     active: Active,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     // Answer in the client's version, whatever the backend spoke.
     parts.version = ex.version;
+    if let Some(h) = ex.rate_limit.take() {
+        parts.headers.extend(h);
+    }
     let status = parts.status;
     let route_name: Arc<str> = ex
         .route

@@ -88,6 +88,7 @@ impl HttpService {
         pools: Vec<Arc<PoolRuntime>>,
         pool_configs: &[weir_config::Pool],
         outliers: Arc<Outliers>,
+        rate_limits: Arc<crate::ratelimit::RateLimits>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -135,7 +136,8 @@ impl HttpService {
             options.max_body_bytes,
             access_log,
             outliers,
-        );
+        )
+        .with_rate_limits(rate_limits);
         Ok(Self {
             name: config.name.clone(),
             sockets,
