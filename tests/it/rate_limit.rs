@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::support::fake::{Behaviour, FakeBackend};
 use crate::support::fake_http::{FakeHttp, Reply, req, req_with, send};
-use crate::support::peers::RedisServer;
+use crate::support::peers::{RedisServer, promtool, run_bounded};
 use crate::support::{Weir, eventually, read_line, unique};
 
 /// An HTTP listener with `routes` (tables using `pool = "{pool}"`) and no
@@ -310,6 +310,32 @@ async fn redis_outage_fails_open_or_closed_and_recovers_without_a_restart() {
         || async { status_and_time(weir.addr, "/open").await.0 == 429 },
     )
     .await;
+
+    // Every rate-limit series passes promtool; the Redis latency histogram
+    // has real buckets.
+    let text = weir.metrics().await;
+    let bucket =
+        format!("weir_rate_limit_redis_duration_seconds_bucket{{policy=\"{open}\",le=\"0.05\"}}");
+    assert!(text.contains(&bucket), "no {bucket} in:\n{text}");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(promtool());
+        cmd.args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        run_bounded(cmd, Some(&text), Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
     weir.stop().await;
     drop(redis);
 }
