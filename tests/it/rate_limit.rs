@@ -186,11 +186,15 @@ async fn two_instances_share_one_global_limit() {
     let a = Weir::start(&text, &[backend.addr]).await;
     let b = Weir::start(&text, &[backend.addr]).await;
 
-    // Alternate between the instances for about 1.5 s (at most 3000 requests).
+    // Alternate between the instances for about 1.5 s and at least 200
+    // requests (a slow machine runs longer), at most 3000 requests or 20 s.
     let start = Instant::now();
     let (mut allowed, mut limited, mut other) = ([0usize; 2], [0usize; 2], 0usize);
     for i in 0..3000 {
-        if start.elapsed() >= Duration::from_millis(1500) {
+        let elapsed = start.elapsed();
+        if (elapsed >= Duration::from_millis(1500) && i >= 200)
+            || elapsed >= Duration::from_secs(20)
+        {
             break;
         }
         let which = i % 2;
