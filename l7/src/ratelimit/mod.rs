@@ -1,7 +1,7 @@
 //! Request rate limits: the pipeline's rate-limit step (route → auth →
 //! **rate-limit** → select → forward → log).
 //!
-//! Each `[[rate_limits]]` policy is one [`Policy`]: a GCRA rate
+//! Each `[[rate_limits]]` policy is one `Policy`: a GCRA rate
 //! (weir-common's sans-io [`weir_common::rate`]) counted per request
 //! [`key`] in a store that is either local (a bounded in-memory
 //! [`KeyedStore`], clocked by tokio's clock so tests can pause it) or global
