@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::support::fake::{Behaviour, FakeBackend};
 use crate::support::fake_http::{FakeHttp, Reply, req, req_with, send};
-use crate::support::peers::{RedisServer, promtool, run_bounded};
+use crate::support::peers::{RedisServer, TempDir, promtool, redis_cli, run_bounded};
 use crate::support::{Weir, eventually, read_line, unique};
 
 /// An HTTP listener with `routes` (tables using `pool = "{pool}"`) and no
@@ -340,6 +340,50 @@ async fn redis_outage_fails_open_or_closed_and_recovers_without_a_restart() {
         out.status.success() && said.trim().is_empty(),
         "promtool: {said}"
     );
+    weir.stop().await;
+    drop(redis);
+}
+
+/// A Redis that requires a password: weir authenticates with the one from
+/// `password_file`; with a wrong one every check fails and `on_error` decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_policies_authenticate_to_redis_with_the_configured_password() {
+    let redis = start_redis().await;
+    let port = redis.port;
+    let out = tokio::task::spawn_blocking(move || {
+        redis_cli(port, &["CONFIG", "SET", "requirepass", "s3cret"], None)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = TempDir::new("rl-pw");
+    std::fs::write(dir.join("good"), "s3cret\n").unwrap();
+    std::fs::write(dir.join("bad"), "wrong\n").unwrap();
+    let backend = FakeHttp::start("b0").await;
+    let text = |file: &str, p: &str| {
+        let top = format!(
+            "{}password_file = \"{}\"\n{}",
+            redis_section(port, &unique("weir-test-")),
+            dir.join(file).display(),
+            policy(
+                p,
+                "rate = \"1/m\"\nburst = 2\nscope = \"global\"\non_error = \"fail_closed\"\ntimeout = \"500ms\""
+            )
+        );
+        config(&route("api", "/", &format!("\"{p}\"")), &top)
+    };
+    let (good, bad) = (unique("auth"), unique("noauth"));
+    let weir = Weir::start(&text("good", &good), &[backend.addr]).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(send(weir.addr, req("GET", "/x")).await.status);
+    }
+    assert_eq!(got, [200, 200, 429]);
+    weir.stop().await;
+
+    let weir = Weir::start(&text("bad", &bad), &[backend.addr]).await;
+    assert_eq!(send(weir.addr, req("GET", "/x")).await.status, 503);
+    assert_eq!(metric(&weir, &bad, "failed_closed").await, 1.0);
     weir.stop().await;
     drop(redis);
 }
