@@ -221,6 +221,9 @@ impl Config {
                 l.protocol.name(),
                 binds.join(", "),
             );
+            if let Some(line) = l.client_limits.summary() {
+                let _ = writeln!(out, "          {line}");
+            }
             if let Some(t) = &l.tls {
                 let _ = writeln!(
                     out,

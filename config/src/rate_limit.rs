@@ -113,6 +113,20 @@ impl ClientLimitOptions {
     pub fn is_empty(&self) -> bool {
         self.max_connections.is_none() && self.rate.is_none()
     }
+
+    /// The `weir check` line, when a limit is set.
+    pub fn summary(&self) -> Option<String> {
+        let max = self.max_connections.map(|n| format!("max {n} conns"));
+        let rate = self
+            .rate
+            .map(|(count, period, burst)| format!("{} burst {burst}", format_rate(count, period)));
+        match (max, rate) {
+            (None, None) => None,
+            (Some(m), None) => Some(format!("per client: {m}")),
+            (None, Some(r)) => Some(format!("per client: new connections {r}")),
+            (Some(m), Some(r)) => Some(format!("per client: {m}, new connections {r}")),
+        }
+    }
 }
 
 /// Parses a rate: `<count>/s`, `<count>/m` or `<count>/h`, count 1 to 10⁹.
