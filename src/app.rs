@@ -47,7 +47,7 @@ pub enum StartError {
 /// A bound listener of either protocol.
 #[derive(Debug)]
 enum Service {
-    Tcp(TcpService),
+    Tcp(Box<TcpService>),
     Udp(UdpService),
     #[cfg(feature = "l7")]
     Http(weir_l7::HttpService),
@@ -205,6 +205,10 @@ impl App {
         };
         #[cfg(feature = "l7")]
         let auth = Arc::new(weir_l7::auth::Auth::new(&config.jwt_providers)?);
+        let rate_limits = Arc::new(weir_l7::ratelimit::RateLimits::new(
+            &config.rate_limits,
+            config.redis.as_ref(),
+        ));
         let udp_listeners = config
             .listeners
             .iter()
@@ -221,7 +225,7 @@ impl App {
                         .ok_or_else(|| StartError::NoPool(l.name.clone()))
                 };
                 Ok(match l.protocol {
-                    Protocol::Tcp => Service::Tcp(TcpService::bind(l, pool()?)?),
+                    Protocol::Tcp => Service::Tcp(Box::new(TcpService::bind(l, pool()?)?)),
                     Protocol::Udp => {
                         Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
                     }
@@ -232,6 +236,7 @@ impl App {
                         &config.pools,
                         Arc::clone(&outliers),
                         Arc::clone(&auth),
+                        Arc::clone(&rate_limits),
                     )?),
                     #[cfg(not(feature = "l7"))]
                     Protocol::Http | Protocol::Https => {

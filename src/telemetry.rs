@@ -22,6 +22,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                         Matcher::Full(names::HTTP_DURATION.to_owned()),
                         names::HTTP_DURATION_BUCKETS,
                     )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::RATE_LIMIT_REDIS_DURATION.to_owned()),
+                        names::REDIS_DURATION_BUCKETS,
+                    )
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),

@@ -1,4 +1,5 @@
-# Shared helpers of the side-by-side benchmark scripts (http.sh, udp_dns.sh):
+# Shared helpers of the side-by-side benchmark scripts (http.sh, udp_dns.sh,
+# ratelimit.sh):
 # sourced, not run. They expect `set -euo pipefail`, and set:
 #   $work          a temporary directory, removed on exit
 #   $server_groups process groups of every server started (stopped on exit)

@@ -2,7 +2,8 @@
 //!
 //! On the path accept → select → connect → forward, this crate owns
 //! *select* (the [`select::Selector`] over a [`backend::BackendSet`]), the
-//! health machinery that decides which backends are ready, the listener seam
+//! health machinery that decides which backends are ready, rate-limit buckets
+//! ([`rate`]), the listener seam
 //! (binding and the accept-error policy), shutdown/drain signalling, and the
 //! metric names. It depends on none of weir's crates; the pure parts
 //! ([`select`], [`health::HealthState`], [`hash`]) do not touch tokio.
@@ -15,5 +16,6 @@ pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod pool;
+pub mod rate;
 pub mod select;
 pub mod shutdown;

@@ -14,7 +14,8 @@ pub const BUILD_INFO: &str = "weir_build_info";
 pub const LISTENER_ACCEPTED: &str = "weir_listener_connections_accepted_total";
 /// Connections open now, by `listener`.
 pub const LISTENER_ACTIVE: &str = "weir_listener_connections_active";
-/// Connections refused at accept, by `listener` and `reason` (`max_connections`).
+/// Connections refused at accept, by `listener` and `reason`
+/// (`max_connections`, `max_connections_per_client`, `connection_rate_per_client`).
 pub const LISTENER_REJECTED: &str = "weir_listener_connections_rejected_total";
 /// Errors from accept(2), by `listener` and `reason` (`fd_exhausted`, `aborted`, `other`).
 pub const LISTENER_ACCEPT_ERRORS: &str = "weir_listener_accept_errors_total";
@@ -97,6 +98,22 @@ pub const JWKS_KEYS: &str = "weir_jwks_keys";
 /// Seconds since the provider's JWKS was last fetched successfully, by
 /// `provider` (-1 until the first success).
 pub const JWKS_AGE: &str = "weir_jwks_age_seconds";
+/// Rate-limit decisions, by `policy` and `result` (`allowed`, `limited`,
+/// `dry_run` = would have been limited, `failed_open` / `failed_closed` =
+/// the Redis check failed and the policy's `on_error` decided).
+pub const RATE_LIMIT_DECISIONS: &str = "weir_rate_limit_decisions_total";
+/// Failed Redis checks of global policies, by `policy` and `reason`
+/// (`timeout`, `error`).
+pub const RATE_LIMIT_REDIS_ERRORS: &str = "weir_rate_limit_redis_errors_total";
+/// Duration of Redis checks of global policies (successful or not), by `policy`.
+pub const RATE_LIMIT_REDIS_DURATION: &str = "weir_rate_limit_redis_duration_seconds";
+/// Keys tracked in memory by local policies, by `policy`.
+pub const RATE_LIMIT_KEYS: &str = "weir_rate_limit_keys";
+
+/// Redis call duration buckets, seconds (the default timeout is 50 ms).
+pub const REDIS_DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// HTTP request duration buckets, seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[
@@ -207,6 +224,23 @@ pub fn describe() {
         JWKS_AGE,
         Unit::Seconds,
         "Seconds since the JWKS was last fetched successfully; -1 before the first success."
+    );
+    describe_counter!(
+        RATE_LIMIT_DECISIONS,
+        "Rate-limit decisions per policy, by result."
+    );
+    describe_counter!(
+        RATE_LIMIT_REDIS_ERRORS,
+        "Failed Redis checks of global rate-limit policies, by reason."
+    );
+    describe_histogram!(
+        RATE_LIMIT_REDIS_DURATION,
+        Unit::Seconds,
+        "Duration of Redis checks of global rate-limit policies."
+    );
+    describe_gauge!(
+        RATE_LIMIT_KEYS,
+        "Keys tracked in memory by a local rate-limit policy."
     );
     describe_counter!(
         TLS_HANDSHAKE_ERRORS,

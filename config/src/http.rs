@@ -173,6 +173,9 @@ pub struct Route {
     /// Indexes into [`crate::Config::jwt_providers`]: a request needs a
     /// valid token from one of them. Empty = open.
     pub auth: Vec<usize>,
+    /// Rate-limit policies every request must pass (indices into
+    /// `Config::rate_limits`).
+    pub rate_limits: Vec<usize>,
 }
 
 /// What an HTTP pool's consistent hash is computed from.

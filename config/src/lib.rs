@@ -16,6 +16,7 @@ pub mod auth;
 pub mod duration;
 pub mod http;
 pub mod model;
+pub mod rate_limit;
 pub mod raw;
 pub mod tls;
 pub mod upstream_tls;

@@ -25,6 +25,10 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// JWT providers, in file order (routes refer to them by index).
     pub jwt_providers: Vec<crate::auth::JwtProvider>,
+    /// Request rate-limit policies, in file order (routes hold indices).
+    pub rate_limits: Vec<crate::rate_limit::RateLimitPolicy>,
+    /// The Redis server of global rate limits.
+    pub redis: Option<crate::rate_limit::RedisConfig>,
 }
 
 /// Process-wide settings.
@@ -99,6 +103,8 @@ pub struct Listener {
     pub http: Option<HttpOptions>,
     /// TLS settings (`Some` exactly when `protocol` is HTTPS).
     pub tls: Option<TlsOptions>,
+    /// Per-client connection limits (TCP listeners).
+    pub client_limits: crate::rate_limit::ClientLimitOptions,
 }
 
 /// Settings only UDP listeners have.
@@ -219,6 +225,9 @@ impl Config {
                 l.protocol.name(),
                 binds.join(", "),
             );
+            if let Some(line) = l.client_limits.summary() {
+                let _ = writeln!(out, "          {line}");
+            }
             if let Some(t) = &l.tls {
                 let _ = writeln!(
                     out,
@@ -317,6 +326,7 @@ impl Config {
         for p in &self.jwt_providers {
             let _ = writeln!(out, "{}", p.summary());
         }
+        crate::rate_limit::summary(&mut out, &self.rate_limits, self.redis.as_ref());
         out
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table of [admin], [runtime], [[listeners]], [[pools]] and [[jwt_providers]]"
+    expecting = "a table of [admin], [runtime], [[listeners]], [[pools]], [[jwt_providers]], [[rate_limits]] and [redis]"
 )]
 pub struct RawConfig {
     /// `[admin]`: the admin listener serving `/metrics` and `/healthz`.
@@ -34,6 +34,11 @@ pub struct RawConfig {
     /// `[[jwt_providers]]`: JWT issuers that routes can require (`auth`).
     #[serde(default)]
     pub jwt_providers: Vec<RawJwtProvider>,
+    /// `[[rate_limits]]`: named request rate limits that routes refer to.
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+    /// `[redis]`: the Redis server that `global` rate limits share.
+    pub redis: Option<RawRedis>,
 }
 
 /// `[admin]`
@@ -216,6 +221,17 @@ pub struct RawListener {
     /// or `"1.3"` (TLS 1.3 only). Older versions are always refused.
     /// Default `"1.2"`.
     pub tls_min_version: Option<String>,
+    /// *TCP only.* Most connections one client (source IP) may have open at
+    /// once; past it its new connections are closed at accept and counted.
+    /// 1 to 1000000. Default: unlimited.
+    pub max_connections_per_client: Option<u32>,
+    /// *TCP only.* New connections per client (source IP), as a rate
+    /// (`"20/s"`, `"600/m"`); faster ones are closed at accept and counted.
+    /// Default: unlimited.
+    pub connection_rate_per_client: Option<String>,
+    /// *TCP only.* With `connection_rate_per_client`: new connections a
+    /// client may open at once, 1 to 1000000. Default: the rate's count.
+    pub connection_burst_per_client: Option<u32>,
 }
 
 /// `[[listeners.certificates]]`
@@ -316,6 +332,9 @@ pub struct RawRoute {
     /// valid token from: one name or a list, where any one may succeed.
     /// Without a token the answer is 401, never the backend. Default: open.
     pub auth: Option<Names>,
+    /// Names of `[[rate_limits]]` policies the matched requests must all
+    /// pass (`["per-client", "per-key"]`); not with `redirect`. Default: none.
+    pub rate_limits: Option<Vec<String>>,
 }
 
 /// `[[pools]]`
@@ -585,4 +604,115 @@ pub struct RawJwtProvider {
     pub max_token_bytes: Option<u32>,
     /// The `realm` of the `WWW-Authenticate` challenge. Default `"weir"`.
     pub realm: Option<String>,
+}
+
+/// `[[rate_limits]]`
+///
+/// A named request rate limit (GCRA: a bucket of `burst` requests refilled
+/// at `rate`), counted per key. Routes refer to it by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[rate_limits]] table")]
+pub struct RawRateLimit {
+    /// *Required.* Unique, non-empty name; the `policy` label of its metrics
+    /// and its name in the `RateLimit` headers.
+    pub name: String,
+    /// *Required.* Requests per second, minute or hour per key:
+    /// `"<count>/s"`, `"<count>/m"` or `"<count>/h"`, count 1 to 1000000000.
+    pub rate: String,
+    /// Requests one key may send at once (the bucket's size), 1 to
+    /// 1000000000. Default: the rate's count.
+    pub burst: Option<u64>,
+    /// What a request is counted by: `"client_ip"`, `"header:NAME"` (an API
+    /// key), `"claim:NAME"` (a verified JWT claim), `"route"`, or a list of
+    /// them for their combination. A request without the header or claim is
+    /// counted by its client IP. Default `"client_ip"`.
+    pub key: Option<StringOrList>,
+    /// Where the counts live: `"local"` (this process's memory) or `"global"`
+    /// (the `[redis]` server, shared by every weir instance using it).
+    /// Default `"local"`.
+    pub scope: Option<String>,
+    /// *Global only.* When Redis fails or is slower than `timeout`:
+    /// `"fail_open"` (allow the request) or `"fail_closed"` (answer 503).
+    /// Default `"fail_open"`.
+    pub on_error: Option<String>,
+    /// *Global only.* Bound on one Redis check. Duration. Default `"50ms"`.
+    pub timeout: Option<String>,
+    /// Count the requests that would be limited, but let them through.
+    /// Default `false`.
+    pub dry_run: Option<bool>,
+    /// Send the `RateLimit-Policy` and `RateLimit` headers on allowed
+    /// responses too (429s always carry them). Default `false`.
+    pub headers: Option<bool>,
+}
+
+/// `[redis]`
+///
+/// The Redis server global rate limits keep their counts in. Any number of
+/// weir instances pointing at the same server share their limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [redis] table")]
+pub struct RawRedis {
+    /// *Required.* The server, `host:port` (`"127.0.0.1:6379"`).
+    pub address: String,
+    /// ACL user name (Redis 6+). Default: none (the `default` user).
+    pub username: Option<String>,
+    /// File holding the password (trailing newline ignored); relative to
+    /// the configuration file. Default: none.
+    pub password_file: Option<String>,
+    /// Environment variable holding the password; when it is set it wins
+    /// over `password_file`. Default: none.
+    pub password_env: Option<String>,
+    /// Prefix of every key weir writes. Default `"weir:rl:"`.
+    pub key_prefix: Option<String>,
+    /// Bound on connecting (and reconnecting) to Redis. Duration.
+    /// Default `"1s"`.
+    pub connect_timeout: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone)]
+pub enum StringOrList {
+    /// `key = "client_ip"`
+    One(String),
+    /// `key = ["client_ip", "route"]`
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The values as a list.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StringOrList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StringOrList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key like \"client_ip\" or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StringOrList, E> {
+                Ok(StringOrList::One(v.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StringOrList, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(StringOrList::Many(many))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }

@@ -121,7 +121,15 @@ fn raw_rs_is_read_correctly() {
     };
     assert_eq!(
         keys("RawConfig"),
-        ["admin", "runtime", "listeners", "pools", "jwt_providers"]
+        [
+            "admin",
+            "runtime",
+            "listeners",
+            "pools",
+            "jwt_providers",
+            "rate_limits",
+            "redis"
+        ]
     );
     assert_eq!(keys("RawAdmin"), ["address", "enabled"]);
     assert!(
@@ -144,6 +152,8 @@ fn raw_rs_is_read_correctly() {
             "RawListener",
             "RawOutlierDetection",
             "RawPool",
+            "RawRateLimit",
+            "RawRedis",
             "RawRoute",
             "RawRuntime",
             "RawUpstreamTls"

@@ -61,7 +61,7 @@ fn syntax_errors_have_line_and_column() {
         (
             "an unknown key at the top",
             format!("colour = 1\n{}", doc("", ONE)),
-            "test.toml:1:1: colour: unknown field `colour`, expected one of `admin`, `runtime`, `listeners`, `pools`, `jwt_providers`",
+            "test.toml:1:1: colour: unknown field `colour`, expected one of `admin`, `runtime`, `listeners`, `pools`, `jwt_providers`, `rate_limits`, `redis`",
         ),
         (
             "an unknown key in the health check",

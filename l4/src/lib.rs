@@ -2,7 +2,8 @@
 //! clients and backends.
 //!
 //! On the path accept → select → connect → forward, this crate owns accept
-//! ([`tcp`]: the accept loop and connection limit), connect ([`connect`]:
+//! ([`tcp`]: the accept loop and connection limit; [`client_limits`]: the
+//! per-client connection limits), connect ([`connect`]:
 //! timeouts and failover across the selector's candidates, passive health),
 //! and forward ([`forward`]: splice(2) or copy, exact half-close, idle
 //! timeout). Selection and health come from weir-common, settings from
@@ -10,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client_limits;
 pub mod connect;
 pub mod forward;
 pub mod tcp;

@@ -76,6 +76,7 @@ struct Shared {
     pool: Arc<PoolRuntime>,
     metrics: ListenerMetrics,
     limit: Arc<Semaphore>,
+    clients: Option<crate::client_limits::PerClient>,
 }
 
 impl TcpService {
@@ -123,6 +124,7 @@ impl TcpService {
     ) -> io::Result<()> {
         let shared = Arc::new(Shared {
             metrics: ListenerMetrics::new(&self.config.name),
+            clients: crate::client_limits::PerClient::new(&self.config),
             limit: Arc::new(Semaphore::new(self.config.max_connections)),
             config: self.config,
             pool: self.pool,
@@ -159,12 +161,20 @@ async fn accept_loop(
         permit,
     }) = acceptor.next(&shutdown).await
     {
+        let slot = match &shared.clients {
+            Some(clients) => match clients.admit(&stream, peer) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+            None => None,
+        };
         let (shared, hard_stop, guard) = (Arc::clone(&shared), hard_stop.clone(), drain.enter());
         tokio::spawn(async move {
             tokio::select! {
                 () = handle(stream, peer, &shared) => {}
                 () = hard_stop.wait() => {}
             }
+            drop(slot);
             drop(permit);
             drop(guard);
         });

@@ -31,6 +31,12 @@ pub enum GatewayError {
     /// waited for it.
     #[error("request timeout")]
     ClientTimeout,
+    /// A rate limit refused the request.
+    #[error("too many requests")]
+    TooManyRequests,
+    /// A `fail_closed` rate limit could not check (Redis down or slow).
+    #[error("rate limit unavailable")]
+    RateLimitUnavailable,
 }
 
 impl GatewayError {
@@ -44,14 +50,21 @@ impl GatewayError {
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// Whose fault (metric label, log level).
     pub fn side(self) -> &'static str {
         match self {
-            Self::BadRequest | Self::NoRoute | Self::BodyTooLarge | Self::ClientTimeout => "client",
+            Self::BadRequest
+            | Self::NoRoute
+            | Self::BodyTooLarge
+            | Self::ClientTimeout
+            | Self::TooManyRequests => "client",
             Self::NoBackend | Self::BadGateway | Self::Timeout => "backend",
+            Self::RateLimitUnavailable => "weir",
         }
     }
 

@@ -4,7 +4,8 @@
 //! On the path accept → select → connect → forward, each request takes one
 //! fixed pipeline ([`proxy`]): route ([`route`]: host, path, method and
 //! header conditions, indexed, never scanned) → authenticate ([`auth`]:
-//! JWT, for routes with `auth`) → select (weir-common's
+//! JWT, for routes with `auth`) → rate-limit ([`ratelimit`]: GCRA per key,
+//! in memory or in Redis for a fleet) → select (weir-common's
 //! selector, keyed by the client address or a header, cookie or the path)
 //! → forward (hyper's pooled client, timeouts, bounded retries within a
 //! budget) → log ([`access_log`], metrics). [`server`] accepts connections
@@ -25,6 +26,7 @@ pub mod headers;
 pub mod metrics;
 pub mod outlier;
 pub mod proxy;
+pub mod ratelimit;
 pub mod retry_budget;
 pub mod route;
 pub mod server;

@@ -1,5 +1,5 @@
-//! The request pipeline, in one fixed order: route → authenticate → select
-//! → forward → log.
+//! The request pipeline, in one fixed order: route → authenticate →
+//! rate-limit ([`crate::ratelimit`]) → select → forward → log.
 //!
 //! Plain functions over concrete types. Retries happen only for requests
 //! without a body (the body streams to the backend and cannot be replayed):
@@ -69,6 +69,8 @@ pub struct Gateway {
     pub metrics: GatewayMetrics,
     /// JWT providers, shared by every HTTP listener (routes' `auth`).
     pub auth: Arc<crate::auth::Auth>,
+    /// The process's rate-limit policies (routes hold their indices).
+    pub rate_limits: Arc<crate::ratelimit::RateLimits>,
     requests: AtomicU64,
     retry_budget: RetryBudget,
 }
@@ -135,6 +137,7 @@ impl Gateway {
                 (0..routes_len).filter_map(|id| route_names.get(id).map(String::as_str)),
             ),
             auth: Arc::default(),
+            rate_limits: Arc::new(crate::ratelimit::RateLimits::none()),
             requests: AtomicU64::new(0),
             retry_budget: RetryBudget::new(),
         })
@@ -143,6 +146,13 @@ impl Gateway {
     /// The JWT providers routes' `auth` refers to (none by default).
     pub fn with_auth(mut self, auth: Arc<crate::auth::Auth>) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Uses `rate_limits` (the process's policies, shared by every HTTP
+    /// listener) for the routes' `rate_limits`.
+    pub fn with_rate_limits(mut self, rate_limits: Arc<crate::ratelimit::RateLimits>) -> Self {
+        self.rate_limits = rate_limits;
         self
     }
 
@@ -232,6 +242,8 @@ struct Exchange {
     request_id: HeaderValue,
     route: Option<usize>,
     backend: Option<Arc<str>>,
+    /// Rate-limit headers for the response.
+    rate_limit: Option<http::HeaderMap>,
 }
 
 impl Exchange {
@@ -273,6 +285,7 @@ pub async fn handle(
             request_id: headers::request_id(&mut parts.headers, mix64(seed ^ time_seed())),
             route: None,
             backend: None,
+            rate_limit: None,
             downstream,
         },
         active: Some(active),
@@ -374,6 +387,8 @@ fn reason(e: GatewayError) -> &'static str {
         GatewayError::BadGateway => "bad_gateway",
         GatewayError::Timeout => "timeout",
         GatewayError::ClientTimeout => "client_timeout",
+        GatewayError::TooManyRequests => "rate_limited",
+        GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
     }
 }
 
@@ -451,6 +466,15 @@ async fn pipeline(
         .upstream_versions
         .get(pool_index)
         .is_some_and(|v| v.is_http2());
+
+    // Rate-limit.
+    let verdict = (gw.rate_limits)
+        .check(&route.rate_limits, &route.name, &parts, ex.client)
+        .await;
+    ex.rate_limit = verdict.headers;
+    if let Some(e) = verdict.reject {
+        return Err(e);
+    }
 
     // Select.
     let key = request_key(
@@ -869,11 +893,18 @@ fn respond(
 /// in-flight slot until then).
 fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
     let version = pending.ex.version;
+    let rate_limit = pending.ex.rate_limit.take();
+    let with_rate_limit = |headers: &mut http::HeaderMap| {
+        if let Some(h) = rate_limit {
+            headers.extend(h);
+        }
+    };
     match answer {
         Answer::Own(resp) => {
             let (mut parts, body) = resp.into_parts();
             // Answer in the client's version, whatever the backend spoke.
             parts.version = version;
+            with_rate_limit(&mut parts.headers);
             let status = parts.status.as_u16();
             let on_end = move |bytes: u64, complete: bool| pending.log(status, bytes, complete);
             Response::from_parts(parts, Tracked::new(body, None, on_end).boxed())
@@ -886,6 +917,7 @@ fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
         } => {
             let (mut parts, body) = resp.into_parts();
             parts.version = version;
+            with_rate_limit(&mut parts.headers);
             let status = parts.status.as_u16();
             let on_end = move |bytes: u64, complete: bool| {
                 drop(in_flight);

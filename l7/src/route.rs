@@ -208,6 +208,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             retries: 0,
             auth: Vec::new(),
+            rate_limits: vec![],
         }
     }
 

@@ -96,6 +96,7 @@ impl HttpService {
         pool_configs: &[weir_config::Pool],
         outliers: Arc<Outliers>,
         auth: Arc<crate::auth::Auth>,
+        rate_limits: Arc<crate::ratelimit::RateLimits>,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -146,7 +147,8 @@ impl HttpService {
             outliers,
         )
         .map_err(|(pool, source)| HttpStartError::UpstreamTls { pool, source })?
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_rate_limits(rate_limits);
         Ok(Self {
             name: config.name.clone(),
             sockets,

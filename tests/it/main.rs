@@ -26,5 +26,6 @@ mod l4_health;
 mod l4_proxy;
 mod postgres;
 mod prometheus;
+mod rate_limit;
 mod redis;
 mod udp;

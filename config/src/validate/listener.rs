@@ -144,6 +144,7 @@ pub(super) fn listener(
         udp,
         http,
         tls,
+        client_limits: super::rate_limit::client_limits(r, path, l),
     }
 }
 
@@ -154,7 +155,7 @@ fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protoco
     // What applies to http applies to https (HTTP over TLS) too.
     const HTTP: &[Protocol] = &[Http, Https];
     const TCP_HTTP: &[Protocol] = &[Tcp, Http, Https];
-    let keys: [(&str, bool, &[Protocol]); 23] = [
+    let keys: [(&str, bool, &[Protocol]); 26] = [
         ("max_connections", l.max_connections.is_some(), TCP_HTTP),
         ("backlog", l.backlog.is_some(), TCP_HTTP),
         ("keepalive", l.keepalive.is_some(), TCP_HTTP),
@@ -182,6 +183,21 @@ fn wrong_protocol(r: &mut Report, path: &str, l: &RawListener, protocol: Protoco
         ("routes", l.routes.is_some(), HTTP),
         ("certificates", l.certificates.is_some(), &[Https]),
         ("tls_min_version", l.tls_min_version.is_some(), &[Https]),
+        (
+            "max_connections_per_client",
+            l.max_connections_per_client.is_some(),
+            &[Tcp],
+        ),
+        (
+            "connection_rate_per_client",
+            l.connection_rate_per_client.is_some(),
+            &[Tcp],
+        ),
+        (
+            "connection_burst_per_client",
+            l.connection_burst_per_client.is_some(),
+            &[Tcp],
+        ),
     ];
     for (key, set, allowed) in keys {
         if set && !allowed.contains(&protocol) {

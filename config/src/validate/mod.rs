@@ -13,6 +13,7 @@ use crate::raw::RawConfig;
 mod auth;
 mod listener;
 mod pool;
+mod rate_limit;
 mod route;
 mod tls;
 mod upstream_tls;
@@ -215,6 +216,7 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
     }
 
     let (jwt_providers, provider_index) = auth::providers(&mut r, &raw.jwt_providers);
+    let (rate_limits, redis) = rate_limit::policies(&mut r, raw);
 
     if raw.listeners.is_empty() {
         r.error("listeners", "at least one listener is required");
@@ -288,6 +290,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
         }
     }
 
+    rate_limit::resolve_routes(&mut r, raw, &rate_limits, &mut listeners);
+
     if r.errors.is_empty() {
         Ok(Validated {
             config: Config {
@@ -296,6 +300,8 @@ pub fn validate_in(raw: &RawConfig, dir: &Path) -> Result<Validated, Vec<FieldEr
                 listeners,
                 pools,
                 jwt_providers,
+                rate_limits,
+                redis,
             },
             warnings: r.warnings,
         })

@@ -90,6 +90,7 @@ pub(super) fn http_options(
             request_timeout: Duration::from_secs(300),
             retries: 1,
             auth: Vec::new(),
+            rate_limits: Vec::new(),
         });
     }
     HttpOptions {
@@ -352,6 +353,7 @@ fn route(r: &mut Report, path: &str, index: usize, raw: &RawRoute, pools: &Pools
         retries: r.range(&format!("{path}.retries"), raw.retries, 1, 0, 5),
         // Resolved once every provider is known (validate/auth.rs).
         auth: Vec::new(),
+        rate_limits: Vec::new(),
     }
 }
 
