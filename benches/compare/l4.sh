@@ -37,7 +37,7 @@
 # Usage: benches/compare/l4.sh
 # Knobs (environment): REPEATS=3 DURATION=3 THREADS="1 2"
 #   WORKLOADS="bulk1 bulk4 churn redis pgbench idle" IDLE_CONNS=4000
-#   REDIS_N_P1=40000 REDIS_N_P16=200000 (requests per redis-benchmark run at
+#   REDIS_N_P1=30000 REDIS_N_P16=200000 (requests per redis-benchmark run at
 #   DURATION=3, scaled with DURATION) SKIP_BUILD=0 WEIR_BIN= RESULTS_OUT=
 #   (append the raw result lines "workload target value p99-ms errors units
 #   cpu-ticks other-%" to this file)
@@ -53,7 +53,7 @@ DURATION=${DURATION:-3}
 THREADS=${THREADS:-"1 2"}
 WORKLOADS=${WORKLOADS:-"bulk1 bulk4 churn redis pgbench idle"}
 IDLE_CONNS=${IDLE_CONNS:-4000}
-REDIS_N_P1=${REDIS_N_P1:-40000}
+REDIS_N_P1=${REDIS_N_P1:-30000}
 REDIS_N_P16=${REDIS_N_P16:-200000}
 SKIP_BUILD=${SKIP_BUILD:-0}
 WEIR_BIN=${WEIR_BIN:-}
