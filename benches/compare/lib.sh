@@ -78,15 +78,18 @@ free_port() {
     die "no free port found"
 }
 
-# CPU time (clock ticks, user + system) of a process group's processes.
+# CPU time (clock ticks, user + system) of a process group's processes,
+# including their children that have exited and been waited for (the
+# PostgreSQL backends of finished client connections).
 cpu_ticks() {
     local pgid=$1 total=0 pid stat
     for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
         stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
-        # Fields after the command name "(...)": utime is field 14, stime 15.
+        # Fields after the command name "(...)": utime is field 14, stime 15,
+        # cutime 16, cstime 17.
         stat=${stat##*) }
         read -r -a f <<< "$stat"
-        total=$((total + f[11] + f[12]))
+        total=$((total + f[11] + f[12] + f[13] + f[14]))
     done
     echo "$total"
 }

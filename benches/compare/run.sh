@@ -33,10 +33,10 @@
 #   The raw results and each script's own table are kept in LOG_DIR.
 #
 # Every load run is bounded in time (`timeout`) and in count; only 127.0.0.1.
-# With the defaults it takes about 13 minutes after the build.
+# With the defaults it takes about 14 minutes after the build.
 #
 # Usage: benches/compare/run.sh
-# Knobs (environment): REPEATS=3 DURATION=3 THREADS="1 2"
+# Knobs (environment): REPEATS=3 DURATION=2 THREADS="1 2"
 #   WORKLOADS="bulk1 bulk4 churn redis pgbench h1 h2 dns idle"
 #   IDLE_CONNS=4000 SKIP_BUILD=0 WEIR_BIN= DOCS=1
 #   LOG_DIR=target/bench-compare
@@ -49,7 +49,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPEATS=${REPEATS:-3}
-DURATION=${DURATION:-3}
+DURATION=${DURATION:-2}
 THREADS=${THREADS:-"1 2"}
 WORKLOADS=${WORKLOADS:-"bulk1 bulk4 churn redis pgbench h1 h2 dns idle"}
 IDLE_CONNS=${IDLE_CONNS:-4000}
