@@ -122,7 +122,12 @@ commit=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo unknown)
 versions=$(for pkg in haproxy nginx iperf3 wrk nghttp2-client redis-server postgresql unbound dnsperf; do
     printf '%s %s, ' "$pkg" "$(dpkg-query -W -f='${Version}' "$pkg" 2> /dev/null || echo '?')"
 done | sed 's/, $//')
-meta="Run of $(date -u '+%Y-%m-%d %H:%M') UTC, weir at commit $commit, \`REPEATS=$REPEATS DURATION=$DURATION THREADS=\"$THREADS\" IDLE_CONNS=$IDLE_CONNS benches/compare/run.sh\` ($minutes min). Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), shared; load average at start $load_start, during the run $during (1-minute average, sampled every 10 s), at end $load_end. Debian packages: $versions. Medians of $REPEATS runs; p99 in ms; errors summed over the runs (DNS: lost queries); proxy CPU is the target's own CPU time per unit of work (the backend's for direct); other CPU is the median share of the machine's CPU used by processes outside the benchmark during the runs."
+if [[ -n $WEIR_BIN ]]; then
+    built="weir binary $WEIR_BIN as given (WEIR_BIN; tree at commit $commit)"
+else
+    built="weir built at commit $commit"
+fi
+meta="Run of $(date -u '+%Y-%m-%d %H:%M') UTC, $built, \`REPEATS=$REPEATS DURATION=$DURATION THREADS=\"$THREADS\" IDLE_CONNS=$IDLE_CONNS benches/compare/run.sh\` ($minutes min). Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), shared; load average at start $load_start, during the run $during (1-minute average, sampled every 10 s), at end $load_end. Debian packages: $versions. Medians of $REPEATS runs; p99 in ms; errors summed over the runs (DNS: lost queries); proxy CPU is the target's own CPU time per unit of work (the backend's for direct); other CPU is the median share of the machine's CPU used by processes outside the benchmark during the runs."
 
 echo
 docs_args=()
