@@ -33,7 +33,7 @@
 #   The raw results and each script's own table are kept in LOG_DIR.
 #
 # Every load run is bounded in time (`timeout`) and in count; only 127.0.0.1.
-# With the defaults it takes about 14 minutes after the build.
+# With the defaults it takes about 10 minutes after the build.
 #
 # Usage: benches/compare/run.sh
 # Knobs (environment): REPEATS=3 DURATION=2 THREADS="1 2"
