@@ -41,12 +41,12 @@ WORKLOADS = {
 }
 ORDER = list(WORKLOADS)
 SHORT = {
-    "bulk1": "bulk P1", "bulk4": "bulk P4", "churn": "churn",
-    "redis-ping-P1": "redis ping P1", "redis-set-P1": "redis set P1",
-    "redis-get-P1": "redis get P1", "redis-ping-P16": "redis ping P16",
-    "redis-set-P16": "redis set P16", "redis-get-P16": "redis get P16",
-    "pgbench": "pgbench -S", "h1": "HTTP/1.1", "h2": "HTTP/2", "dns": "DNS",
-    "idle": "idle conn\n(memory)",
+    "bulk1": "bulk\nP1", "bulk4": "bulk\nP4", "churn": "churn",
+    "redis-ping-P1": "redis\nPING\nP1", "redis-set-P1": "redis\nSET\nP1",
+    "redis-get-P1": "redis\nGET\nP1", "redis-ping-P16": "redis\nPING\nP16",
+    "redis-set-P16": "redis\nSET\nP16", "redis-get-P16": "redis\nGET\nP16",
+    "pgbench": "pgbench\n-S", "h1": "HTTP/1.1", "h2": "HTTP/2", "dns": "DNS",
+    "idle": "idle\nmemory",
 }
 
 
@@ -224,7 +224,7 @@ def draw(chart, path, title):
     import matplotlib.pyplot as plt
 
     n = len(chart)
-    fig, ax = plt.subplots(figsize=(max(8, 0.55 * n + 2), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * n + 2), 5.5))
     xs = range(n)
     width = 0.38
     vh = [c[2] if c[2] is not None else 0 for c in chart]
@@ -239,10 +239,12 @@ def draw(chart, path, title):
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(["%s\n%s thr" % (SHORT[c[0]], c[1]) for c in chart], fontsize=7)
+    top = max([v for v in vh + vn] + [c[4] or 0 for c in chart])
+    ax.set_ylim(0, top * 1.2)
     ax.set_ylabel("weir's ratio (higher is better for weir)")
     ax.set_title(title, fontsize=10)
     ax.plot([], [], color="black", linewidth=1.5, label="target")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", ncol=3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
