@@ -47,7 +47,9 @@
 #
 # Usage: benches/compare/http.sh
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2" WORKLOADS="h1 h2"
-#   SKIP_BUILD=0 WEIR_BIN=
+#   SKIP_BUILD=0 WEIR_BIN= RESULTS_OUT= (append the raw result lines
+#   "workload target req/s p99-ms errors requests cpu-ticks other-%" to this
+#   file: run.sh's combined table)
 # Needs: haproxy, nginx, wrk, h2load (nghttp2-client), curl, ss (iproute2).
 
 set -euo pipefail
@@ -61,6 +63,7 @@ WORKLOADS=${WORKLOADS:-"h1 h2"}
 SKIP_BUILD=${SKIP_BUILD:-0}
 # Benchmark this weir binary instead of building target/release/weir.
 WEIR_BIN=${WEIR_BIN:-}
+RESULTS_OUT=${RESULTS_OUT:-}
 
 # The backend's fixed answer (22 bytes).
 BODY="hello from the backend"
@@ -373,6 +376,8 @@ for ((r = 1; r <= REPEATS; r++)); do
         done
     done
 done
+
+if [[ -n $RESULTS_OUT ]]; then cat "$results" >> "$RESULTS_OUT"; fi
 
 # The table. Medians of REPEATS runs; errors summed over them; CPU per
 # request is the target's (the backend for direct, the proxy alone otherwise)

@@ -79,15 +79,18 @@ free_port() {
     die "no free port found"
 }
 
-# CPU time (clock ticks, user + system) of a process group's processes.
+# CPU time (clock ticks, user + system) of a process group's processes,
+# including their children that have exited and been waited for (the
+# PostgreSQL backends of finished client connections).
 cpu_ticks() {
     local pgid=$1 total=0 pid stat
     for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
         stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
-        # Fields after the command name "(...)": utime is field 14, stime 15.
+        # Fields after the command name "(...)": utime is field 14, stime 15,
+        # cutime 16, cstime 17.
         stat=${stat##*) }
         read -r -a f <<< "$stat"
-        total=$((total + f[11] + f[12]))
+        total=$((total + f[11] + f[12] + f[13] + f[14]))
     done
     echo "$total"
 }
@@ -113,3 +116,42 @@ count_children() {
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # Column $3 of the results line for workload $1 and target $2.
 col() { awk -v w="$1" -v t="$2" -v c="$3" '$1 == w && $2 == t {print $c}' "$results"; }
+
+# Resident memory (VmRSS, bytes) of all the processes of a process group.
+group_rss() {
+    local pgid=$1 total=0 pid kb
+    for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2> /dev/null) || continue
+        total=$((total + ${kb:-0}))
+    done
+    echo $((total * 1024))
+}
+
+# CPU accounting around one load run (used by l4.sh): `measure_begin PGID
+# BACKEND_PGID` before, `measure_end PGID BACKEND_PGID` after; sets
+# $run_ticks (the target's own CPU ticks) and $run_other (% of the machine's
+# CPU used by everything outside the benchmark: the target, the backend and
+# this script's children). Needs $hz.
+measure_begin() {
+    m_before=$(cpu_ticks "$1")
+    m_b0=$(cpu_ticks "$2")
+    count_children
+    m_c0=$child_ticks
+    m_m0=$(machine_ticks)
+}
+measure_end() {
+    local after b1 own m1
+    m1=$(machine_ticks)
+    count_children
+    b1=$(cpu_ticks "$2")
+    after=$(cpu_ticks "$1")
+    run_ticks=$((after - m_before))
+    own=$((run_ticks + child_ticks - m_c0))
+    [[ $1 != "$2" ]] && own=$((own + b1 - m_b0))
+    run_other=$(awk -v m0="$m_m0" -v m1="$m1" -v own="$own" 'BEGIN {
+        split(m0, a, " "); split(m1, b, " ")
+        busy = b[1] - a[1]; total = b[2] - a[2]
+        o = (busy - own) * 100 / (total > 0 ? total : 1)
+        printf "%.0f", (o < 0 ? 0 : o)
+    }')
+}

@@ -7,8 +7,9 @@
 # What it does:
 #   1. `cargo build --release --locked` (skip with SKIP_BUILD=1, or give a
 #      binary with WEIR_BIN); the binary is target/release/weir.
-#   2. Starts ONE dnsmasq on a free 127.0.0.1 port answering `who.weir.test`
-#      (a local answer: no upstream resolver, no cache misses).
+#   2. Starts ONE dnsmasq (or, with DNS_SERVER=unbound, one unbound with
+#      one thread) on a free 127.0.0.1 port answering `who.weir.test` (a
+#      local answer: no upstream resolver, no cache misses).
 #   3. For every proxy thread count in THREADS, starts one NGINX
 #      (`worker_processes N`, `listen ... udp reuseport`, `proxy_responses 1`)
 #      and one weir (`runtime.worker_threads = N`, `sockets = N`, UDP listener
@@ -32,9 +33,12 @@
 # Usage: benches/compare/udp_dns.sh
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2"
 #   WORKLOADS="20:100 100:100" DNSPERF_THREADS=1 SKIP_BUILD=0 WEIR_BIN=
+#   DNS_SERVER=dnsmasq (or unbound) RESULTS_OUT= (append the raw result
+#   lines "workload target qps lost completed cpu-ticks other-%" to this
+#   file: run.sh's combined table)
 #   IDLE_WAIT=0 MAX_OTHER=100 RETRIES=0 (see below; e.g. IDLE_WAIT=60
 #   MAX_OTHER=10 RETRIES=3 on a busy shared machine, at the cost of time)
-# Needs: dnsmasq (dnsmasq-base), dnsperf, dig (bind9-dnsutils),
+# Needs: dnsmasq (dnsmasq-base) or unbound, dnsperf, dig (bind9-dnsutils),
 #   nginx with libnginx-mod-stream, ss (iproute2).
 
 set -euo pipefail
@@ -62,6 +66,8 @@ WEIR_BIN=${WEIR_BIN:-}
 IDLE_WAIT=${IDLE_WAIT:-0}
 MAX_OTHER=${MAX_OTHER:-100}
 RETRIES=${RETRIES:-0}
+DNS_SERVER=${DNS_SERVER:-dnsmasq}
+RESULTS_OUT=${RESULTS_OUT:-}
 
 NAME=who.weir.test
 ANSWER=10.53.0.1
@@ -76,7 +82,12 @@ need ss iproute2
 need timeout coreutils
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-need "$DNSMASQ" dnsmasq-base
+UNBOUND=$(command -v unbound || echo /usr/sbin/unbound)
+case $DNS_SERVER in
+dnsmasq) need "$DNSMASQ" dnsmasq-base ;;
+unbound) need "$UNBOUND" unbound ;;
+*) die "DNS_SERVER must be dnsmasq or unbound" ;;
+esac
 need "$NGINX" nginx
 [[ -f "$STREAM_MODULE" ]] || die "missing $STREAM_MODULE (install: libnginx-mod-stream)"
 
@@ -109,14 +120,39 @@ echo "$NAME A" > "$queries"
 # The one DNS backend.
 free_port
 backend_port=$free
-spawn "$work/dnsmasq.log" "$DNSMASQ" --keep-in-foreground --conf-file=/dev/null \
-    --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 \
-    --user=root --pid-file= --log-facility=- \
-    --port="$backend_port" --address="/$NAME/$ANSWER"
+if [[ $DNS_SERVER == unbound ]]; then
+    # One thread, one local answer, no logging, no remote control.
+    cat > "$work/unbound.conf" << EOF
+server:
+    interface: 127.0.0.1
+    port: $backend_port
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "$work"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    num-threads: 1
+    access-control: 127.0.0.0/8 allow
+    local-zone: "weir.test." static
+    local-data: "$NAME. 60 IN A $ANSWER"
+remote-control:
+    control-enable: no
+EOF
+    spawn "$work/$DNS_SERVER.log" "$UNBOUND" -d -c "$work/unbound.conf"
+else
+    spawn "$work/$DNS_SERVER.log" "$DNSMASQ" --keep-in-foreground --conf-file=/dev/null \
+        --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 \
+        --user=root --pid-file= --log-facility=- \
+        --port="$backend_port" --address="/$NAME/$ANSWER"
+fi
 declare -A port pgid
 port[direct]=$backend_port
 pgid[direct]=$last_pid
-await_answer "$backend_port" dnsmasq "$work/dnsmasq.log"
+await_answer "$backend_port" "$DNS_SERVER" "$work/$DNS_SERVER.log"
 
 targets=(direct)
 for t in $THREADS; do
@@ -275,6 +311,8 @@ for ((r = 1; r <= REPEATS; r++)); do
     done
 done
 
+if [[ -n $RESULTS_OUT ]]; then cat "$results" >> "$RESULTS_OUT"; fi
+
 # The table. Medians of REPEATS runs; CPU per query is the target process's
 # (dnsmasq for direct, the proxy alone otherwise) CPU time over its completed
 # queries.
@@ -292,7 +330,7 @@ for workload in $WORKLOADS; do
     for target in "${targets[@]}"; do
         name=${target%%-*}
         threads=${target#*-}
-        [[ $target == direct ]] && threads="-" && name="direct (dnsmasq)"
+        [[ $target == direct ]] && threads="-" && name="direct ($DNS_SERVER)"
         lost_med=$(col "$workload" "$target" 4 | median)
         cpu_us=$(awk -v w="$workload" -v t="$target" -v hz="$hz" \
             '$1 == w && $2 == t {print ($6 / hz) * 1e6 / ($5 > 0 ? $5 : 1)}' "$results" | median)
