@@ -13,13 +13,30 @@ use weir_config::rate_limit::KeyPart;
 ///
 /// The JWT authenticator runs before rate limits and leaves the verified
 /// claims in the request's extensions; an implementation of this trait reads
-/// them. Until one is installed ([`super::RateLimits::with_claims`]),
-/// [`NoClaims`] finds none and claim keys fall back to the client IP.
+/// them: [`JwtClaims`], the default (another may be installed with
+/// [`super::RateLimits::with_claims`]). A request without the claim is
+/// keyed by its client IP.
 pub trait ClaimSource: Send + Sync {
     /// The value of claim `name` of the request, as bytes (a string claim's
     /// text, other claims as their JSON), or `None` when absent or
     /// unauthenticated.
     fn claim<'a>(&self, parts: &'a http::request::Parts, name: &str) -> Option<Cow<'a, [u8]>>;
+}
+
+/// The claims the JWT step verified: [`crate::auth::Claims`] in the
+/// request's extensions. A string claim keys by its text, any other by its
+/// JSON. The default source of [`super::RateLimits`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JwtClaims;
+
+impl ClaimSource for JwtClaims {
+    fn claim<'a>(&self, parts: &'a http::request::Parts, name: &str) -> Option<Cow<'a, [u8]>> {
+        let value = parts.extensions.get::<crate::auth::Claims>()?.get(name)?;
+        match value.as_str() {
+            Some(text) => Some(Cow::Borrowed(text.as_bytes())),
+            None => serde_json::to_vec(value).ok().map(Cow::Owned),
+        }
+    }
 }
 
 /// No claims: every claim key part falls back to the client IP.

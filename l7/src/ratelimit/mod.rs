@@ -27,7 +27,7 @@ use weir_common::rate::{Decision, KeyedStore, Rate};
 use weir_config::rate_limit::{OnError, RateLimitPolicy, RedisConfig, Scope};
 
 use crate::error::GatewayError;
-pub use key::{ClaimSource, NoClaims};
+pub use key::{ClaimSource, JwtClaims, NoClaims};
 
 /// Most keys one local policy tracks (about 40 MB at the worst); idle keys
 /// are dropped long before that in normal use.
@@ -161,7 +161,7 @@ impl RateLimits {
         Self {
             policies,
             origin: Instant::now(),
-            claims: Box::new(NoClaims),
+            claims: Box::new(JwtClaims),
         }
     }
 

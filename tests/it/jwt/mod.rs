@@ -274,3 +274,46 @@ async fn http2_requests_are_authenticated_the_same_way() {
     assert_eq!(backend.requests(), 1);
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_key_on_a_verified_claim() {
+    let backend = FakeHttp::start("b0").await;
+    let dir = TempDir::new("jwt-rate");
+    let secret = write(&dir, "secret", std::str::from_utf8(keys::SECRET).unwrap());
+    let (idp, per_user) = (unique("idp"), unique("per-user"));
+    let top = format!(
+        "{}\n[[rate_limits]]\nname = \"{per_user}\"\nrate = \"1/m\"\nburst = 2\nkey = \"claim:sub\"\n",
+        provider(
+            &idp,
+            "iss",
+            &["HS256"],
+            &format!("hmac_secret_file = {secret:?}")
+        )
+    );
+    let routes = format!(
+        "{}rate_limits = [\"{per_user}\"]\n",
+        route("/api", &format!("{idp:?}"))
+    );
+    let weir = start(&routes, &top, &backend).await;
+    let key = TestKey::new("HS256", "");
+    let alice = key.sign(&claims("iss", "alice"));
+    let bob = key.sign(&claims("iss", "bob"));
+    // Both users come from the same IP: only the claim tells them apart.
+    for _ in 0..2 {
+        assert_eq!(get_with(&weir, "/api/x", &alice, &[]).await.status, 200);
+    }
+    assert_eq!(get_with(&weir, "/api/x", &alice, &[]).await.status, 429);
+    assert_eq!(
+        get_with(&weir, "/api/x", &bob, &[]).await.status,
+        200,
+        "another subject has its own bucket"
+    );
+    // A token issued to alice again is still alice.
+    let alice_again = key.sign(&claims("iss", "alice"));
+    assert_eq!(
+        get_with(&weir, "/api/x", &alice_again, &[]).await.status,
+        429
+    );
+    assert_eq!(backend.requests(), 3);
+    weir.stop().await;
+}
