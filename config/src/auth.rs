@@ -108,8 +108,10 @@ impl std::fmt::Debug for SecretSource {
 /// A remote JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksUrl {
-    /// The URL (`http://host:port/path`).
+    /// The URL (`https://host[:port]/path` or `http://…`).
     pub url: String,
+    /// Trusted authorities for an `https` URL; `None` = the system bundle.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Fetched again this often.
     pub refresh: Duration,
     /// Least time between two fetches caused by an unknown `kid`.

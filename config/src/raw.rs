@@ -581,7 +581,7 @@ pub struct RawJwtProvider {
     /// Path to a JWKS file (`{"keys": [...]}`), read at start-up.
     /// Default: none.
     pub jwks_file: Option<String>,
-    /// URL of the identity provider's JWKS (`http://`), fetched at start-up
+    /// URL of the identity provider's JWKS (`https://` or `http://`), fetched at start-up
     /// and every `jwks_refresh`, and on a token whose `kid` is unknown (at
     /// most once per `jwks_cooldown`). A failed fetch keeps the last good
     /// keys. Default: none.
@@ -592,6 +592,10 @@ pub struct RawJwtProvider {
     /// flood of bogus kids cannot hammer the identity provider. Duration.
     /// Default `"30s"`.
     pub jwks_cooldown: Option<String>,
+    /// PEM file of the authorities trusted to sign an `https` `jwks_url`'s
+    /// certificate (a private identity provider). Default
+    /// `"/etc/ssl/certs/ca-certificates.crt"`.
+    pub jwks_ca_file: Option<String>,
     /// Claims forwarded to the backend as request headers (`{ sub =
     /// "X-User-Id" }`). Headers with these names sent by the client are
     /// removed first, so they cannot be forged. Default: none.

@@ -104,14 +104,15 @@ fn provider_and_route_errors_table() {
                 "auth = \"a\"",
                 &format!(
                     "{}{}",
-                    bare("issuer = \"i\"\nalgorithms = [\"ES256\"]\njwks_url = \"https://idp/k\"\njwks_refresh = \"0s\"\n\
+                    bare("issuer = \"i\"\nalgorithms = [\"ES256\"]\njwks_url = \"ftp://idp/k\"\njwks_ca_file = \"/nonexistent/ca.pem\"\njwks_refresh = \"0s\"\n\
                           claims_to_headers = { sub = \"bad header\", iss = \"Host\" }\nmax_token_bytes = 10\nrealm = \"a\\\"b\"\nleeway = \"soon\""),
                     provider("a", "")
                 ),
             ),
             vec![
                 format!("{p0}.jwks_refresh: duration \"0s\" must be greater than zero"),
-                format!("{p0}.jwks_url: invalid URL \"https://idp/k\"; expected http://host:port/path (https is not supported yet)"),
+                format!("{p0}.jwks_url: invalid URL \"ftp://idp/k\"; expected https://host[:port]/path or http://…"),
+                format!("{p0}.jwks_ca_file: only applies to an https jwks_url"),
                 format!("{p0}.claims_to_headers: invalid header name \"bad header\""),
                 format!("{p0}.claims_to_headers: header \"Host\" is set by weir or the client's request framing; pick another name"),
                 format!("{p0}.realm: must be printable ASCII without quotes or backslashes"),

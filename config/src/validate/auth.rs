@@ -315,6 +315,7 @@ fn keys(r: &mut Report, path: &str, p: &RawJwtProvider) -> KeySources {
             for (key, set) in [
                 ("jwks_refresh", p.jwks_refresh.is_some()),
                 ("jwks_cooldown", p.jwks_cooldown.is_some()),
+                ("jwks_ca_file", p.jwks_ca_file.is_some()),
             ] {
                 if set {
                     r.error(format!("{path}.{key}"), "only applies with jwks_url");
@@ -326,11 +327,23 @@ fn keys(r: &mut Report, path: &str, p: &RawJwtProvider) -> KeySources {
             if !valid_http_url(url) {
                 r.error(
                     format!("{path}.jwks_url"),
-                    format!("invalid URL {url:?}; expected http://host:port/path (https is not supported yet)"),
+                    format!("invalid URL {url:?}; expected https://host[:port]/path or http://…"),
                 );
+            }
+            let ca_file = p.jwks_ca_file.as_deref().map(|f| r.file(f));
+            if let Some(ca) = &ca_file {
+                if !url.starts_with("https://") {
+                    r.error(
+                        format!("{path}.jwks_ca_file"),
+                        "only applies to an https jwks_url",
+                    );
+                } else if let Err(e) = crate::upstream_tls::load_roots(ca) {
+                    r.error(format!("{path}.jwks_ca_file"), e);
+                }
             }
             Some(JwksUrl {
                 url: url.to_owned(),
+                ca_file,
                 refresh,
                 cooldown,
             })
@@ -353,7 +366,10 @@ fn keys(r: &mut Report, path: &str, p: &RawJwtProvider) -> KeySources {
 
 /// `http://authority/path`: what the gateway's client can fetch.
 fn valid_http_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
         return false;
     };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();

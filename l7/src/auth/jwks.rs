@@ -1,4 +1,6 @@
-//! A provider's remote JWKS: fetched with hyper-util's client, cached in an
+//! A provider's remote JWKS: fetched over `https` (rustls, the system's
+//! authorities or `jwks_ca_file`, the URL's host verified) or `http` on a
+//! fresh connection per fetch (fetches are minutes apart), cached in an
 //! `ArcSwap`, refreshed on an interval and on an unknown `kid`.
 //!
 //! - The refresh task fetches at start-up and then every `jwks_refresh`;
@@ -10,8 +12,6 @@
 //!   while a fetch is running wait for it (single flight), then look again.
 //! - A failed fetch (refused, timed out, not 200, too large, no usable key)
 //!   keeps the last good set; each failure is logged once and counted.
-//!
-//! Plain `http://` only: the gateway's upstream client has no TLS.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -22,9 +22,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use metrics::{Counter, Gauge};
+use rustls_pki_types::ServerName;
 use tokio::time::Instant;
 use weir_common::metrics as names;
 use weir_common::shutdown::Shutdown;
@@ -47,7 +47,8 @@ pub struct RemoteJwks {
     url: Uri,
     refresh: Duration,
     cooldown: Duration,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    /// For an `https` URL: the rustls client configuration.
+    tls: Option<rustls::ClientConfig>,
     keys: ArcSwap<KeySet>,
     /// Held while a fetch runs: one at a time, and waiters see its result.
     fetching: tokio::sync::Mutex<()>,
@@ -82,13 +83,28 @@ impl RemoteJwks {
             .url
             .parse()
             .map_err(|e| format!("invalid jwks_url {:?}: {e}", cfg.url))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(FETCH_TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let tls = match url.scheme_str() {
+            Some("https") => {
+                let trust = weir_config::upstream_tls::UpstreamTls {
+                    ca_file: cfg.ca_file.clone(),
+                    server_names: Vec::new(),
+                    client_cert: None,
+                };
+                let config = weir_config::upstream_tls::client_config(
+                    &trust,
+                    weir_config::upstream_tls::Alpn::Http1,
+                )
+                .map_err(|e| format!("jwks_url {:?}: {e}", cfg.url))?;
+                Some(config)
+            }
+            Some("http") => None,
+            _ => {
+                return Err(format!(
+                    "jwks_url {:?}: expected https:// or http://",
+                    cfg.url
+                ));
+            }
+        };
         let label = || provider.to_owned();
         let age_gauge = metrics::gauge!(names::JWKS_AGE, "provider" => label());
         age_gauge.set(-1.0);
@@ -97,7 +113,7 @@ impl RemoteJwks {
             url,
             refresh: cfg.refresh,
             cooldown: cfg.cooldown,
-            client,
+            tls,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: tokio::sync::Mutex::new(()),
             last_on_demand: Mutex::new(None),
@@ -122,18 +138,51 @@ impl RemoteJwks {
     }
 
     async fn get(&self) -> Result<KeySet, String> {
-        let req = Request::get(self.url.clone())
+        let host = self.url.host().unwrap_or_default();
+        let port = self
+            .url
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let path = self
+            .url
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let authority = self
+            .url
+            .authority()
+            .map_or(host, http::uri::Authority::as_str);
+        let req = Request::get(path)
+            .header(http::header::HOST, authority)
             .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                let mut msg = e.to_string();
-                if let Some(cause) = std::error::Error::source(&e) {
-                    msg = format!("{msg}: {cause}");
+            let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+                .await
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{host} resolved to no address"))?;
+            let tls = match &self.tls {
+                None => None,
+                Some(config) => {
+                    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                        .map_err(|e| format!("invalid host {host}: {e}"))?;
+                    Some(crate::connector::TlsSide::new(
+                        config.clone(),
+                        std::iter::once((addr, name)).collect(),
+                    ))
                 }
-                msg
-            })?;
+            };
+            let stream = crate::connector::connect(addr, FETCH_TIMEOUT, tls.as_ref())
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
             if resp.status() != StatusCode::OK {
                 return Err(format!("answered {}", resp.status()));
             }

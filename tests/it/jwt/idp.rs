@@ -20,6 +20,7 @@ pub struct Idp {
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicUsize>,
     task: Option<JoinHandle<()>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Idp {
@@ -31,6 +32,21 @@ impl Idp {
             body: Arc::new(Mutex::new(jwks.to_owned())),
             hits: Arc::new(AtomicUsize::new(0)),
             task: None,
+            tls: None,
+        };
+        idp.serve(listener);
+        idp
+    }
+
+    /// Serves `jwks` over TLS with `config` on an ephemeral loopback port.
+    pub async fn start_tls(jwks: &str, config: Arc<rustls::ServerConfig>) -> Idp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut idp = Idp {
+            addr: listener.local_addr().unwrap(),
+            body: Arc::new(Mutex::new(jwks.to_owned())),
+            hits: Arc::new(AtomicUsize::new(0)),
+            task: None,
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
         };
         idp.serve(listener);
         idp
@@ -44,12 +60,14 @@ impl Idp {
             body: Arc::new(Mutex::new(jwks.to_owned())),
             hits: Arc::new(AtomicUsize::new(0)),
             task: None,
+            tls: None,
         }
     }
 
     fn serve(&mut self, listener: TcpListener) {
         let body = Arc::clone(&self.body);
         let hits = Arc::clone(&self.hits);
+        let tls = self.tls.clone();
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -71,10 +89,23 @@ impl Idp {
                             )
                         }
                     });
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         }));
@@ -82,7 +113,8 @@ impl Idp {
 
     /// The JWKS URL.
     pub fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/.well-known/jwks.json", self.addr)
     }
 
     /// Serves `jwks` from now on.

@@ -199,3 +199,50 @@ async fn a_key_the_idp_removes_stops_admitting_even_cached_tokens() {
     );
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_over_https_is_verified_against_the_configured_authority() {
+    use crate::support::pki::{Pki, server_config};
+
+    let backend = FakeHttp::start("b0").await;
+    let k1 = TestKey::new("RS256", "k1");
+    let pki = Pki::new();
+    let tls = server_config(&pki, "idp", &["127.0.0.1"], &["http/1.1"], None);
+    let idp = Idp::start_tls(&jwks(&[&k1]), tls).await;
+    assert!(idp.url().starts_with("https://"));
+    let stranger = Pki::new();
+    // Trusting the IdP's CA: the keys load and tokens pass. Trusting
+    // another CA: no key ever loads, tokens get 401 (no_keys).
+    for (ca, ok) in [(pki.ca_pem(), true), (stranger.ca_pem(), false)] {
+        let name = unique("idp-tls");
+        let providers = provider(
+            &name,
+            "iss",
+            &["RS256"],
+            &format!(
+                "jwks_url = \"{}\"\njwks_ca_file = {:?}",
+                idp.url(),
+                ca.display().to_string()
+            ),
+        );
+        let weir = start(&route("/api", &format!("{name:?}")), &providers, &backend).await;
+        let token = k1.sign(&claims("iss", "u"));
+        if ok {
+            keys_loaded(&weir, &name, 1.0).await;
+            assert_eq!(status(&weir, &token).await, 200);
+        } else {
+            eventually(Duration::from_secs(10), "a failed fetch", || async {
+                weir.metric(
+                    "weir_jwks_fetches_total",
+                    &[("provider", name.as_str()), ("result", "error")],
+                )
+                .await
+                    >= 1.0
+            })
+            .await;
+            assert_eq!(status(&weir, &token).await, 401);
+            assert_eq!(decisions(&weir, &name, "no_keys").await, 1.0);
+        }
+        weir.stop().await;
+    }
+}

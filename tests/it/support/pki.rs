@@ -2,10 +2,15 @@
 //! in a temporary directory (TLS listener and TLS backend tests).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
+
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::peers::TempDir;
 
@@ -62,4 +67,41 @@ impl Pki {
         }
         (c.display().to_string(), k.display().to_string())
     }
+}
+
+/// A TLS server config for the leaf `file` of `pki`, offering `alpn`, and
+/// requiring a client certificate signed by `client_ca` when given.
+pub fn server_config(
+    pki: &Pki,
+    file: &str,
+    sans: &[&str],
+    alpn: &[&str],
+    client_ca: Option<&Pki>,
+) -> Arc<rustls::ServerConfig> {
+    let (cert, key) = pki.leaf(file, sans);
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca.ca_pem()).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
 }
