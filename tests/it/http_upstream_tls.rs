@@ -3,7 +3,6 @@
 //! name checked, untrusted and misnamed backends refused (and counted),
 //! mutual TLS, and connect errors labelled by their cause.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::fake_http::{FakeHttp, get};
