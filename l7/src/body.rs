@@ -97,6 +97,10 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                } else if frame.is_trailers() {
+                    // Trailers are the last frame, and hyper's HTTP/1
+                    // server drops the body right after writing them.
+                    this.finish(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -231,6 +235,7 @@ pub struct ClientBodyState {
     /// Set when the body fails: too large, or malformed / cut off.
     pub error: std::sync::OnceLock<ClientBodyError>,
     waiting_on_client: std::sync::atomic::AtomicBool,
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl ClientBodyState {
@@ -238,6 +243,12 @@ impl ClientBodyState {
     /// backend asked for more and the client has not sent it.
     pub fn waiting_on_client(&self) -> bool {
         self.waiting_on_client.load(Ordering::Relaxed)
+    }
+
+    /// True once the whole body has gone to the backend: only then is the
+    /// backend connection free for another request.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 }
 
@@ -284,6 +295,9 @@ where
         self.state
             .waiting_on_client
             .store(polled.is_pending(), Ordering::Relaxed);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.state.ended.store(true, Ordering::Relaxed);
+        }
         if let Poll::Ready(Some(Err(e))) = &polled {
             let _ = self
                 .state

@@ -4,7 +4,6 @@
 //! [`ConnectFailure`] with the label the backend metrics use (`refused`,
 //! `timeout`, `other`) — the same three labels as L4.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,31 +55,37 @@ impl ConnectFailure {
 }
 
 /// The TLS side of a pool: the rustls client and the name each backend
-/// must prove, by address.
+/// must prove, by backend index (not by address: two backends named
+/// differently may share an address, as virtual hosts behind one ingress).
 pub struct TlsSide {
     connector: TlsConnector,
-    names: HashMap<SocketAddr, ServerName<'static>>,
+    names: Vec<Option<ServerName<'static>>>,
 }
 
 impl TlsSide {
-    /// TLS with `config`, each backend address checked against its name.
-    pub fn new(
-        config: rustls::ClientConfig,
-        names: HashMap<SocketAddr, ServerName<'static>>,
-    ) -> Self {
+    /// TLS with `config`; backend `i` is checked against `names[i]`.
+    /// (Validation refuses names rustls cannot take; a `None` fails the
+    /// backend's connects all the same.)
+    pub fn new(config: rustls::ClientConfig, names: Vec<Option<ServerName<'static>>>) -> Self {
         Self {
             connector: TlsConnector::from(Arc::new(config)),
             names,
         }
     }
+
+    /// The name backend `index` must prove.
+    pub fn name(&self, index: usize) -> Option<&ServerName<'static>> {
+        self.names.get(index)?.as_ref()
+    }
 }
 
-/// Connects to `addr` within `timeout` (TCP, then TLS when `tls` is given;
-/// the handshake gets its own `timeout`), with `TCP_NODELAY`.
+/// Connects to `addr` within `timeout` (TCP, then TLS when `tls` gives the
+/// pool's TLS side and the backend's index; the handshake gets its own
+/// `timeout`), with `TCP_NODELAY`.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
-    tls: Option<&TlsSide>,
+    tls: Option<(&TlsSide, usize)>,
 ) -> Result<Stream, ConnectFailure> {
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectFailure::Timeout),
@@ -88,11 +93,11 @@ pub async fn connect(
         Ok(Ok(tcp)) => tcp,
     };
     let _ = tcp.set_nodelay(true);
-    let Some(tls) = tls else {
+    let Some((tls, index)) = tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let Some(name) = tls.names.get(&addr).cloned() else {
-        tracing::warn!(%addr, "no TLS server name for this backend address");
+    let Some(name) = tls.name(index).cloned() else {
+        tracing::warn!(%addr, "no TLS server name for this backend");
         return Err(ConnectFailure::Tls);
     };
     match tokio::time::timeout(timeout, tls.connector.connect(name, tcp)).await {

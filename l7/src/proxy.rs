@@ -167,7 +167,9 @@ impl Gateway {
     }
 }
 
-/// The scheme and authority of each backend of `pool`, in order.
+/// The scheme and authority of each backend of `pool`, in order: over TLS
+/// the name its certificate proves (what SNI carries; a TLS ingress routes
+/// HTTP/2 by `:authority`), in cleartext its address.
 fn origins(pool: &weir_config::Pool) -> Vec<(Scheme, Authority)> {
     let scheme = if pool.tls.is_some() {
         Scheme::HTTPS
@@ -176,8 +178,16 @@ fn origins(pool: &weir_config::Pool) -> Vec<(Scheme, Authority)> {
     };
     pool.backends
         .iter()
-        .map(|b| {
-            let authority = Authority::try_from(b.addr.to_string().as_str())
+        .enumerate()
+        .map(|(i, b)| {
+            let text = match pool.tls.as_ref().and_then(|t| t.server_names.get(i)) {
+                Some(name) if name.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    format!("[{name}]:{}", b.addr.port())
+                }
+                Some(name) => format!("{name}:{}", b.addr.port()),
+                None => b.addr.to_string(),
+            };
+            let authority = Authority::try_from(text.as_str())
                 .unwrap_or_else(|_| Authority::from_static("invalid"));
             (scheme.clone(), authority)
         })
@@ -195,11 +205,10 @@ fn tls_side(pool: &weir_config::Pool) -> Result<Option<TlsSide>, UpstreamTlsErro
         Alpn::Http1
     };
     let config = client_config(tls, alpn)?;
-    let names = pool
-        .backends
+    let names = tls
+        .server_names
         .iter()
-        .zip(&tls.server_names)
-        .filter_map(|(b, name)| ServerName::try_from(name.clone()).ok().map(|n| (b.addr, n)))
+        .map(|name| ServerName::try_from(name.clone()).ok())
         .collect();
     Ok(Some(TlsSide::new(config, names)))
 }
@@ -417,6 +426,8 @@ enum Answer {
         deadline: Instant,
         /// The HTTP/1.1 connection, back to the pool when the body ends.
         lease: Option<Lease>,
+        /// The request body's state (`None`: it had none).
+        request_body: Option<Arc<ClientBodyState>>,
     },
 }
 
@@ -695,6 +706,7 @@ async fn pipeline(
                     in_flight,
                     deadline,
                     lease,
+                    request_body: body_state,
                 });
             }
         }
@@ -705,6 +717,7 @@ async fn pipeline(
             in_flight,
             deadline,
             lease,
+            request_body: body_state,
         }),
         None => Err(last_error),
     }
@@ -914,6 +927,7 @@ fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
             in_flight,
             deadline,
             lease,
+            request_body,
         } => {
             let (mut parts, body) = resp.into_parts();
             parts.version = version;
@@ -921,9 +935,14 @@ fn finish(mut pending: Pending, answer: Answer) -> Response<ProxyBody> {
             let status = parts.status.as_u16();
             let on_end = move |bytes: u64, complete: bool| {
                 drop(in_flight);
-                // A body read to its end leaves the connection reusable;
-                // one cut short closes it.
-                if complete && let Some(lease) = lease {
+                // The connection is reusable once both bodies went through
+                // whole: a response cut short, or a request body the backend
+                // answered before reading (an early 401 or 413), closes it.
+                let sent = request_body.as_ref().is_none_or(|b| b.ended());
+                if complete
+                    && sent
+                    && let Some(lease) = lease
+                {
                     lease.release();
                 }
                 pending.log(status, bytes, complete);

@@ -9,8 +9,9 @@
 //! - **HTTP/1.1**: each backend keeps a stack of idle connections (most
 //!   recently used first, at most [`MAX_IDLE`], closed after [`IDLE_TIMEOUT`]
 //!   unused). A request takes one (or connects); the connection goes back
-//!   when the response body has been read to its end ([`Lease::release`]),
-//!   and is dropped otherwise. A pooled connection the backend closed
+//!   when the response body has been read to its end and the request body
+//!   sent whole ([`Lease::release`], called by the gateway), and is dropped
+//!   otherwise. A pooled connection the backend closed
 //!   meanwhile is skipped; a request hyper reports as never sent on it is
 //!   sent again on the next one.
 //! - **HTTP/2** (h2c, or h2 over TLS): one multiplexed connection per
@@ -104,15 +105,21 @@ impl Lease {
             return;
         };
         let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        expire(&mut idle, now);
         if idle.len() < MAX_IDLE {
             idle.push_back((sender, now));
         }
+    }
+}
+
+/// Closes the connections idle longer than [`IDLE_TIMEOUT`] (the oldest
+/// are at the front).
+fn expire(idle: &mut VecDeque<(Sender1, Instant)>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
+    {
+        idle.pop_front();
     }
 }
 
@@ -141,22 +148,32 @@ impl Upstream {
         // boxed, so that every request's future stays small and cheap to
         // move.
         if self.http2 {
-            let mut sender = match self.shared_h2(index) {
-                Some(sender) => sender,
-                None => Box::pin(self.connect_h2(index, addr, connect_timeout)).await?,
-            };
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(UpstreamError::Request)?;
-            return Ok((resp, None));
+            // A request that meets the shared connection as it closes
+            // (GOAWAY, a backend restart) comes back unsent: once more on a
+            // new connection.
+            let mut req = req;
+            let mut shared = self.shared_h2(index);
+            loop {
+                let fresh = shared.is_none();
+                let mut sender = match shared.take() {
+                    Some(sender) => sender,
+                    None => Box::pin(self.connect_h2(index, addr, connect_timeout)).await?,
+                };
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok((resp, None)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if !fresh => req = unsent,
+                        _ => return Err(UpstreamError::Request(e.into_error())),
+                    },
+                }
+            }
         }
         let mut req = req;
         loop {
             let (mut sender, fresh) = match self.checkout(index) {
                 Some(sender) => (sender, false),
                 None => (
-                    Box::pin(self.connect_h1(addr, connect_timeout)).await?,
+                    Box::pin(self.connect_h1(index, addr, connect_timeout)).await?,
                     true,
                 ),
             };
@@ -186,10 +203,12 @@ impl Upstream {
     }
 
     /// The most recently used idle connection of backend `index` that is
-    /// still open.
+    /// still open; connections idle longer than [`IDLE_TIMEOUT`] are closed
+    /// on the way (a middlebox may have forgotten them).
     fn checkout(&self, index: usize) -> Option<Sender1> {
         let conns = self.backends.get(index)?;
         let mut idle = conns.idle.lock().ok()?;
+        expire(&mut idle, Instant::now());
         while let Some((sender, _)) = idle.pop_back() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -198,18 +217,24 @@ impl Upstream {
         None
     }
 
-    async fn stream(&self, addr: SocketAddr, timeout: Duration) -> Result<Stream, UpstreamError> {
-        connect(addr, timeout, self.tls.as_ref())
+    async fn stream(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Stream, UpstreamError> {
+        connect(addr, timeout, self.tls.as_ref().map(|t| (t, index)))
             .await
             .map_err(UpstreamError::Connect)
     }
 
     async fn connect_h1(
         &self,
+        index: usize,
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Sender1, UpstreamError> {
-        let stream = self.stream(addr, timeout).await?;
+        let stream = self.stream(index, addr, timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -237,7 +262,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Sender2, UpstreamError> {
         let shared = self.backends.get(index).map(|c| &c.h2);
-        let stream = self.stream(addr, timeout).await?;
+        let stream = self.stream(index, addr, timeout).await?;
         if self.tls.is_some() && !stream.is_h2() {
             tracing::warn!(%addr, "backend did not negotiate h2 over TLS (ALPN)");
         }

@@ -35,16 +35,23 @@ impl Body for Frames {
 /// An HTTP/1.1 backend answering `hello` chunked, with `Trailer:
 /// x-checksum` and the trailer `x-checksum: abc`; it records the `TE` each
 /// request arrived with.
-async fn trailer_backend() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+async fn trailer_backend() -> (
+    std::net::SocketAddr,
+    Arc<Mutex<Vec<String>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let record = Arc::clone(&record);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -72,7 +79,7 @@ async fn trailer_backend() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
             });
         }
     });
-    (addr, seen)
+    (addr, seen, connections)
 }
 
 /// One HTTP/1.1 GET to weir, with `te` if given: the body and trailers.
@@ -98,7 +105,7 @@ async fn get_with_te(weir: std::net::SocketAddr, te: Option<&str>) -> (Bytes, Op
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_trailers_reach_a_client_that_accepts_them() {
-    let (backend, seen) = trailer_backend().await;
+    let (backend, seen, connections) = trailer_backend().await;
     let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend]).await;
 
     let (body, trailers) = get_with_te(weir.addr, Some("trailers")).await;
@@ -117,6 +124,11 @@ async fn http1_trailers_reach_a_client_that_accepts_them() {
         *seen.lock().unwrap(),
         ["trailers", ""],
         "the backend is told the client accepts trailers, and only then"
+    );
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a response with trailers is complete: its connection is reused"
     );
     weir.stop().await;
 }

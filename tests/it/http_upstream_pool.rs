@@ -2,8 +2,15 @@
 //! across requests and clients, not reused after a response cut short, and
 //! replaced transparently when the backend closed an idle one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
 use crate::support::Weir;
-use crate::support::fake_http::{FakeHttp, get, req, try_send};
+use crate::support::fake_http::{FakeHttp, get, read_response, req, try_send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_to_a_backend_are_reused() {
@@ -61,5 +68,73 @@ async fn an_idle_connection_the_backend_closed_is_replaced_without_an_error() {
         assert_eq!(r.echo().id(), "b0-again");
     }
     assert_eq!(backend.connections(), 1);
+    weir.stop().await;
+}
+
+/// A backend that answers `/upload` with 401 at once, without reading the
+/// request body (as many servers do), and `200 ok` to anything else; it
+/// counts connections.
+async fn early_answering_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    if head.starts_with("POST /upload") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        // Never reads the body; holds the connection.
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() {
+    let (backend, connections) = early_answering_backend().await;
+    let routes = "\n[[listeners.routes]]\nname = \"all\"\npath_prefix = \"/\"\npool = \"{pool}\"\nresponse_timeout = \"3s\"\n";
+    let weir = Weir::start(&Weir::http_routes("round_robin", routes, ""), &[backend]).await;
+    // A client starts a large upload and stops sending; the backend answers
+    // 401 before reading it.
+    let mut uploader = TcpStream::connect(weir.addr).await.unwrap();
+    uploader
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nfirst bytes",
+        )
+        .await
+        .unwrap();
+    let reply = read_response(&mut uploader, Duration::from_secs(10)).await;
+    assert_eq!(reply.status, Some(401), "{}", reply.text);
+    // The next request must not wait behind the unfinished upload.
+    let r = get(weir.addr, "/next").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "a second connection");
+    drop(uploader);
     weir.stop().await;
 }

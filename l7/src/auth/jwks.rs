@@ -157,11 +157,11 @@ impl RemoteJwks {
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let exchange = async {
-            let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-                .await
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{host} resolved to no address"))?;
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+                    .await
+                    .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                    .collect();
             let tls = match &self.tls {
                 None => None,
                 Some(config) => {
@@ -169,13 +169,26 @@ impl RemoteJwks {
                         .map_err(|e| format!("invalid host {host}: {e}"))?;
                     Some(crate::connector::TlsSide::new(
                         config.clone(),
-                        std::iter::once((addr, name)).collect(),
+                        vec![Some(name)],
                     ))
                 }
             };
-            let stream = crate::connector::connect(addr, FETCH_TIMEOUT, tls.as_ref())
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
+            // Each address in turn (an IdP with several, one of them down
+            // or of an unreachable family), within the fetch's bound.
+            let mut last = format!("{host} resolved to no address");
+            let mut stream = None;
+            for addr in addrs {
+                match crate::connector::connect(addr, FETCH_TIMEOUT, tls.as_ref().map(|t| (t, 0)))
+                    .await
+                {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            let stream = stream.ok_or(last)?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| e.to_string())?;
