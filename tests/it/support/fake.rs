@@ -171,9 +171,19 @@ async fn handle(
 }
 
 /// A loopback address where nothing listens (connections are refused).
+///
+/// The port stays bound, never listening, for the rest of the test run: a
+/// port merely freed could be handed to another test's listener running in
+/// parallel, which would then answer instead of refusing. (The socket has
+/// no SO_REUSEADDR, so no other socket can bind the port meanwhile.)
 pub fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Held for the process's life (a handful per run).
+    std::mem::forget(socket);
+    addr
 }
 
 /// A SYN black hole: a listening socket with a tiny backlog, filled by
