@@ -188,13 +188,15 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _active = GaugeGuard(&m.active);
     let cfg = &shared.config;
     connect::tune(&client, cfg.keepalive);
-    let upstream = match connect::connect(
+    // Boxed: connecting happens once, and its state need not stay in the
+    // task of every held connection.
+    let upstream = match Box::pin(connect::connect(
         &shared.pool,
         peer,
         cfg.connect_attempts,
         cfg.connect_timeout,
         cfg.keepalive,
-    )
+    ))
     .await
     {
         Ok(u) => u,

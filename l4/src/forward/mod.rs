@@ -112,7 +112,10 @@ async fn one_way(
     };
     loop {
         src.readable().await.map_err(|e| (Side::Src, e))?;
-        let burst = run_burst(src, dst, opts.splice, &mut on_bytes).await?;
+        // Boxed: a burst lives only while bytes move, and an idle
+        // connection's task then carries no room for one (less memory per
+        // held connection, for one allocation per burst).
+        let burst = Box::pin(run_burst(src, dst, opts.splice, &mut on_bytes)).await?;
         if burst.eof {
             // Propagate the half-close; the other direction carries on.
             match SockRef::from(dst).shutdown(Shutdown::Write) {

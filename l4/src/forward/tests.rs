@@ -125,3 +125,21 @@ async fn bulk_both_ways_with_half_close() {
         assert_eq!(outcome.end, End::Closed);
     }
 }
+
+/// Every held connection carries the forwarder's future in its task: a
+/// burst's state is boxed while it runs, so the resting future stays small
+/// (memory per idle connection is an issue 7 target).
+#[tokio::test]
+async fn the_forwarders_resting_future_stays_small() {
+    let (a, _pa) = pair().await;
+    let (b, _pb) = pair().await;
+    let c = counters();
+    let opts = ForwardOptions {
+        idle_timeout: Duration::from_secs(30),
+        splice: true,
+    };
+    let fwd = forward(&a, &b, opts, &c);
+    // 2,432 bytes before the burst was boxed, 1,696 after (debug build).
+    let size = std::mem::size_of_val(&fwd);
+    assert!(size <= 2048, "forward() future is {size} bytes");
+}
