@@ -48,12 +48,25 @@ pub struct Upstream {
 
 /// Sets TCP_NODELAY and keepalive on a proxied socket.
 pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) {
-    let _ = stream.set_nodelay(true);
+    tune_socket(SockRef::from(stream), keepalive);
+}
+
+/// Sets TCP_NODELAY and keepalive on a listening socket. On Linux the
+/// sockets it accepts inherit both (the kernel copies the listener's
+/// options into each new connection and starts its keepalive timer), so
+/// client sockets need no system calls of their own: four fewer per
+/// connection.
+pub fn tune_listener(listener: &std::net::TcpListener, keepalive: Option<Duration>) {
+    tune_socket(SockRef::from(listener), keepalive);
+}
+
+fn tune_socket(socket: SockRef<'_>, keepalive: Option<Duration>) {
+    let _ = socket.set_tcp_nodelay(true);
     if let Some(idle) = keepalive {
         let ka = TcpKeepalive::new()
             .with_time(idle)
             .with_interval((idle / 4).max(Duration::from_secs(1)));
-        let _ = SockRef::from(stream).set_tcp_keepalive(&ka);
+        let _ = socket.set_tcp_keepalive(&ka);
     }
 }
 
@@ -118,4 +131,34 @@ pub async fn connect(
         }
     }
     Err(Unavailable::AllFailed)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_nodelay_and_keepalive() {
+        let listener = weir_common::listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let idle = Duration::from_secs(42);
+        tune_listener(&listener, Some(idle));
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let s = SockRef::from(&accepted);
+        assert!(s.tcp_nodelay().unwrap(), "TCP_NODELAY inherited");
+        assert!(s.keepalive().unwrap(), "SO_KEEPALIVE inherited");
+        assert_eq!(
+            s.tcp_keepalive_time().unwrap(),
+            idle,
+            "TCP_KEEPIDLE inherited"
+        );
+        assert_eq!(
+            s.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10),
+            "TCP_KEEPINTVL inherited"
+        );
+    }
 }

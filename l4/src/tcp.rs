@@ -86,11 +86,13 @@ impl TcpService {
             .bind
             .iter()
             .map(|&addr| {
-                bind_tcp(addr, config.backlog).map_err(|source| BindError {
+                let socket = bind_tcp(addr, config.backlog).map_err(|source| BindError {
                     listener: config.name.clone(),
                     addr,
                     source,
-                })
+                })?;
+                connect::tune_listener(&socket, config.keepalive);
+                Ok(socket)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -187,6 +189,9 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     m.active.increment(1.0);
     let _active = GaugeGuard(&m.active);
     let cfg = &shared.config;
+    // On Linux the accepted socket inherited TCP_NODELAY and keepalive
+    // from the listener (`connect::tune_listener`).
+    #[cfg(not(target_os = "linux"))]
     connect::tune(&client, cfg.keepalive);
     // Boxed: connecting happens once, and its state need not stay in the
     // task of every held connection.
