@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod connector;
 pub mod error;
+pub mod exchange;
 pub mod headers;
 pub mod metrics;
 pub mod outlier;
@@ -31,6 +32,7 @@ pub mod retry_budget;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 pub use server::{HttpService, HttpStartError};

@@ -28,16 +28,20 @@ use weir_common::pool::PoolRuntime;
 use weir_config::http::{HttpOptions, RequestKey, Route, RouteAction, UpstreamVersion};
 use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
 
-use crate::access_log::{AccessLogger, Entry};
+use crate::access_log::AccessLogger;
 use crate::body::{ClientBody, ClientBodyError, ClientBodyState, ProxyBody, Tracked, empty, full};
 use crate::connector::{ConnectFailure, TlsSide};
 use crate::error::GatewayError;
+use crate::exchange::{Active, Downstream, Exchange, Pending};
 use crate::headers;
 use crate::metrics::GatewayMetrics;
 use crate::outlier::Outliers;
 use crate::retry_budget::RetryBudget;
 use crate::route::RouteTable;
+use crate::tunnel::{is_upgrade, tunnel};
 use crate::upstream::{Lease, Upstream, UpstreamError};
+
+pub use crate::tunnel::TunnelSlot;
 
 /// Everything a listener's requests need, shared by its connections.
 pub struct Gateway {
@@ -213,62 +217,6 @@ fn tls_side(pool: &weir_config::Pool) -> Result<Option<TlsSide>, UpstreamTlsErro
     Ok(Some(TlsSide::new(config, names)))
 }
 
-/// The client end of a connection, known once per connection (so that
-/// requests do not each format the client's address).
-#[derive(Debug)]
-pub struct Downstream {
-    /// The client's address.
-    pub addr: SocketAddr,
-    /// Its IP as a header value, for `X-Forwarded-For`.
-    pub ip: HeaderValue,
-    /// `"https"` when the connection is TLS, else `"http"`.
-    pub proto: &'static str,
-}
-
-impl Downstream {
-    /// The client at `addr`, over TLS or not.
-    pub fn new(addr: SocketAddr, over_tls: bool) -> Self {
-        Self {
-            addr,
-            ip: headers::ip_value(addr),
-            proto: if over_tls { "https" } else { "http" },
-        }
-    }
-}
-
-/// What the access log and metrics need to know about a request. The
-/// header values and the path share the request's bytes (no copies).
-struct Exchange {
-    start: Instant,
-    version: Version,
-    client: SocketAddr,
-    downstream: Arc<Downstream>,
-    method: Method,
-    /// Lowercase, without the port; empty when the request has none.
-    host: HeaderValue,
-    /// `None` for a target without a path (authority-form): refused.
-    path: Option<PathAndQuery>,
-    request_id: HeaderValue,
-    route: Option<usize>,
-    backend: Option<Arc<str>>,
-    /// Rate-limit headers for the response.
-    rate_limit: Option<http::HeaderMap>,
-}
-
-impl Exchange {
-    fn host(&self) -> &str {
-        self.host.to_str().unwrap_or_default()
-    }
-
-    fn path(&self) -> &str {
-        self.path.as_ref().map_or("", PathAndQuery::path)
-    }
-
-    fn request_id(&self) -> &str {
-        self.request_id.to_str().unwrap_or_default()
-    }
-}
-
 /// Handles one request from the client of `downstream`.
 pub async fn handle(
     gw: Arc<Gateway>,
@@ -309,76 +257,6 @@ pub async fn handle(
         }
     };
     finish(pending, answer)
-}
-
-/// A request until its log line is written. Dropped unlogged, it is a
-/// request whose client went away before the response began (hyper
-/// cancelled the handler): counted and logged with nginx's status 499.
-struct Pending {
-    gw: Arc<Gateway>,
-    ex: Exchange,
-    active: Option<Active>,
-    logged: bool,
-}
-
-/// Status logged for a request abandoned by its client (nginx's 499).
-const CLIENT_CLOSED: u16 = 499;
-
-impl Pending {
-    /// Counts the request, writes its access-log line and ends it.
-    fn log(&mut self, status: u16, bytes: u64, complete: bool) {
-        self.logged = true;
-        drop(self.active.take());
-        let (gw, ex) = (&self.gw, &self.ex);
-        let elapsed = ex.start.elapsed();
-        gw.metrics
-            .answered(ex.route, &ex.method, status, elapsed.as_secs_f64());
-        gw.metrics.bytes_down.increment(bytes);
-        let route = ex
-            .route
-            .and_then(|id| gw.routes.get(id))
-            .map_or("none", |r| r.name.as_str());
-        gw.access_log.write(&Entry {
-            client: ex.client,
-            method: ex.method.as_str(),
-            host: ex.host(),
-            path: ex.path(),
-            status,
-            bytes,
-            duration: elapsed,
-            route,
-            backend: ex.backend.as_deref(),
-            request_id: ex.request_id(),
-            complete,
-        });
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if !self.logged {
-            self.gw.metrics.abandoned.increment(1);
-            self.log(CLIENT_CLOSED, 0, false);
-        }
-    }
-}
-
-/// One request counted in `weir_http_requests_active` until dropped, so a
-/// request whose handler is cancelled (the client closed its connection or
-/// reset its stream before the response began) does not stay active forever.
-struct Active(metrics::Gauge);
-
-impl Active {
-    fn new(gauge: metrics::Gauge) -> Self {
-        gauge.increment(1.0);
-        Self(gauge)
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
 }
 
 fn time_seed() -> u64 {
@@ -729,59 +607,6 @@ fn client_fault(state: Option<&ClientBodyState>) -> Option<GatewayError> {
         ClientBodyError::TooLarge => GatewayError::BodyTooLarge,
         ClientBodyError::Malformed => GatewayError::BadRequest,
     })
-}
-
-/// Where the connection that carried an upgrade finds the tunnel's task, so
-/// it can wait for it: the tunnel then keeps the connection's slot under
-/// `max_connections`, its drain guard and its idle and hard-stop limits.
-#[derive(Debug, Clone, Default)]
-pub struct TunnelSlot(pub Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>);
-
-/// True for an HTTP/1.1 request asking to switch protocols (WebSocket…).
-fn is_upgrade(parts: &http::request::Parts) -> bool {
-    parts.version == Version::HTTP_11
-        && parts.headers.contains_key(header::UPGRADE)
-        && parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Answers 101 to the client and joins the two upgraded connections with a
-/// byte tunnel (half-close exact, like L4). The backend's in-flight slot is
-/// held for the tunnel's life.
-fn tunnel(
-    mut resp: Response<Incoming>,
-    client_side: hyper::upgrade::OnUpgrade,
-    in_flight: weir_common::backend::InFlight,
-    slot: Option<TunnelSlot>,
-) -> Response<ProxyBody> {
-    let backend_side = hyper::upgrade::on(&mut resp);
-    let (mut parts, _) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, true);
-    let task = tokio::spawn(async move {
-        let _in_flight = in_flight;
-        match tokio::try_join!(client_side, backend_side) {
-            Ok((client, backend)) => {
-                let mut client = hyper_util::rt::TokioIo::new(client);
-                let mut backend = hyper_util::rt::TokioIo::new(backend);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-                    tracing::debug!(error = %e, "upgraded connection ended with an error");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
-    });
-    match slot.and_then(|s| s.0.lock().ok().map(|mut guard| guard.replace(task))) {
-        Some(None) => {}
-        // No connection is waiting for it (or a stale one): it still ends
-        // with either side; abort nothing.
-        _ => tracing::debug!("upgrade tunnel without a connection slot"),
-    }
-    Response::from_parts(parts, empty())
 }
 
 fn count_connect_error(pool: &PoolRuntime, index: usize, failure: ConnectFailure) {

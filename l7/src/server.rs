@@ -330,7 +330,7 @@ async fn serve_http<I>(
     tokio::pin!(first_request_by);
     let tunnel = proxy::TunnelSlot::default();
     let tunnel_for_requests = tunnel.clone();
-    let downstream = Arc::new(proxy::Downstream::new(peer, over_tls));
+    let downstream = Arc::new(crate::exchange::Downstream::new(peer, over_tls));
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         seen.store(true, std::sync::atomic::Ordering::Relaxed);
         // Only a request that may upgrade needs the tunnel slot (inserting
