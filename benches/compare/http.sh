@@ -76,7 +76,6 @@ need h2load nghttp2-client
 need curl curl
 need ss iproute2
 need timeout coreutils
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 need "$NGINX" nginx
 need "$HAPROXY" haproxy
@@ -100,16 +99,7 @@ await_ready() {
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
-
-# As root, nginx would switch its workers to `nobody`; keep root so they can
-# use the temp dir.
-user_line=""
-[[ $(id -u) == 0 ]] && user_line="user root root;"
+build_weir
 
 # The one backend: HTTP/1.1 on $backend_port, h2c on $backend_h2_port.
 free_port
@@ -118,33 +108,7 @@ free_port
 backend_h2_port=$free
 dir="$work/backend"
 mkdir -p "$dir"
-cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    default_type text/plain;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$backend_port;
-        listen 127.0.0.1:$backend_h2_port http2;
-        location / {
-            return 200 "$BODY";
-        }
-    }
-}
-EOF
+write_nginx_backend_conf "$dir" "$backend_port" "$backend_h2_port"
 spawn "$dir/stdout.log" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 declare -A port h2port pgid
 port[direct]=$backend_port

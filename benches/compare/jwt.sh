@@ -47,15 +47,10 @@ need wrk wrk
 need openssl openssl
 need curl curl
 need ss iproute2
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 need "$NGINX" nginx
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+build_weir
 
 # The key and the token.
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
@@ -78,33 +73,11 @@ waits_for() {
 }
 
 # The backend.
-user_line=""
-[[ $(id -u) == 0 ]] && user_line="user root root;"
 free_port
 backend_port=$free
 dir="$work/backend"
 mkdir -p "$dir"
-cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 100000000;
-    server {
-        listen 127.0.0.1:$backend_port;
-        location / { return 200 "$BODY"; }
-    }
-}
-EOF
+write_nginx_backend_conf "$dir" "$backend_port"
 spawn "$dir/stdout.log" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 waits_for "http://127.0.0.1:$backend_port/" "backend nginx" "$dir/error.log"
 

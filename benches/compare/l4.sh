@@ -70,7 +70,6 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -n 1)
 
 need ss iproute2
 need timeout coreutils
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 need "$NGINX" nginx
 need "$HAPROXY" haproxy
@@ -87,14 +86,8 @@ for w in $WORKLOADS; do
     esac
 done
 
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+build_weir
 
-user_line=""
-[[ $(id -u) == 0 ]] && user_line="user root root;"
 hz=$(getconf CLK_TCK)
 results="$work/results.txt"
 : > "$results"
@@ -396,28 +389,7 @@ start_http_backend() {
     free_port
     backend_port=$free
     mkdir -p "$dir"
-    cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    default_type text/plain;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    server {
-        listen 127.0.0.1:$backend_port;
-        location / { return 200 "$BODY"; }
-    }
-}
-EOF
+    write_nginx_backend_conf "$dir" "$backend_port"
     spawn "$dir/stdout.log" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
     pgid[direct]=$last_pid
     await_listen "$backend_port" "backend nginx" "$dir/error.log"

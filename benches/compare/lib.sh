@@ -155,3 +155,53 @@ measure_end() {
         printf "%.0f", (o < 0 ? 0 : o)
     }')
 }
+
+# Builds weir (release, --locked) unless SKIP_BUILD=1 or WEIR_BIN names a
+# binary; dies without an executable $weir_bin. Needs $root and $weir_bin.
+build_weir() {
+    if [[ ${SKIP_BUILD:-0} != 1 && -z ${WEIR_BIN:-} ]]; then
+        echo "building weir (release)..." >&2
+        (cd "$root" && cargo build --release --locked)
+    fi
+    [[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+}
+
+# NGINX from Debian, and the `user` line its configuration needs as root
+# (nginx would switch its workers to `nobody`, who cannot use the temp dir).
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+user_line=""
+[[ $(id -u) == 0 ]] && user_line="user root root;"
+
+# Writes $1/nginx.conf for the shared backend: one NGINX worker answering
+# every request with 200 "$BODY" on 127.0.0.1:$2 (and cleartext HTTP/2 on
+# 127.0.0.1:$3 when given), keep-alive without limits, no logs.
+write_nginx_backend_conf() {
+    local dir=$1 port=$2 h2_port=${3:-} h2_listen=""
+    [[ -n $h2_port ]] && h2_listen="listen 127.0.0.1:$h2_port http2;"
+    mkdir -p "$dir"
+    cat > "$dir/nginx.conf" << EOF
+$user_line
+daemon off;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    default_type text/plain;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    server {
+        listen 127.0.0.1:$port;
+        $h2_listen
+        location / { return 200 "$BODY"; }
+    }
+}
+EOF
+}

@@ -48,7 +48,6 @@ need curl curl
 need ss iproute2
 need timeout coreutils
 need redis-server redis-server
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 need "$NGINX" nginx
 
 await_ready() {
@@ -62,43 +61,14 @@ await_ready() {
 }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+build_weir
 
-user_line=""
-[[ $(id -u) == 0 ]] && user_line="user root root;"
 
 free_port
 backend_port=$free
 dir="$work/backend"
 mkdir -p "$dir"
-cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    default_type text/plain;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$backend_port;
-        location / { return 200 "$BODY"; }
-    }
-}
-EOF
+write_nginx_backend_conf "$dir" "$backend_port"
 spawn "$dir/stdout.log" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 await_ready "$backend_port" "backend nginx" "$dir/error.log"
 

@@ -80,11 +80,7 @@ start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average at start: $load_start ($(nproc) CPUs)" >&2
 
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+build_weir
 
 mkdir -p "$LOG_DIR"
 raw="$LOG_DIR/raw.txt"

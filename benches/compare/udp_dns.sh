@@ -81,7 +81,6 @@ need dig bind9-dnsutils
 need ss iproute2
 need timeout coreutils
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 UNBOUND=$(command -v unbound || echo /usr/sbin/unbound)
 case $DNS_SERVER in
 dnsmasq) need "$DNSMASQ" dnsmasq-base ;;
@@ -108,11 +107,7 @@ await_answer() {
     die "$what on port $port does not answer"
 }
 
-if [[ $SKIP_BUILD != 1 && -z $WEIR_BIN ]]; then
-    echo "building weir (release)..." >&2
-    (cd "$root" && cargo build --release --locked)
-fi
-[[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+build_weir
 
 queries="$work/queries.txt"
 echo "$NAME A" > "$queries"
