@@ -40,6 +40,49 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Every error, in the order of [`Self::index`].
+    pub const ALL: [Self; 9] = [
+        Self::BadRequest,
+        Self::NoRoute,
+        Self::BodyTooLarge,
+        Self::NoBackend,
+        Self::BadGateway,
+        Self::Timeout,
+        Self::ClientTimeout,
+        Self::TooManyRequests,
+        Self::RateLimitUnavailable,
+    ];
+
+    /// Position in [`Self::ALL`] (exhaustive: a new variant must be placed).
+    pub fn index(self) -> usize {
+        match self {
+            Self::BadRequest => 0,
+            Self::NoRoute => 1,
+            Self::BodyTooLarge => 2,
+            Self::NoBackend => 3,
+            Self::BadGateway => 4,
+            Self::Timeout => 5,
+            Self::ClientTimeout => 6,
+            Self::TooManyRequests => 7,
+            Self::RateLimitUnavailable => 8,
+        }
+    }
+
+    /// The `reason` label of `weir_http_gateway_errors_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::NoRoute => "no_route",
+            Self::BodyTooLarge => "body_too_large",
+            Self::NoBackend => "no_backend",
+            Self::BadGateway => "bad_gateway",
+            Self::Timeout => "timeout",
+            Self::ClientTimeout => "client_timeout",
+            Self::TooManyRequests => "rate_limited",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
+        }
+    }
+
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
@@ -71,5 +114,19 @@ impl GatewayError {
     /// The public JSON body.
     pub fn body(self, request_id: &str) -> String {
         serde_json::json!({ "error": self.to_string(), "request_id": request_id }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_error_at_its_index_with_its_own_reason() {
+        let mut reasons = std::collections::HashSet::new();
+        for (i, e) in GatewayError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+            assert!(reasons.insert(e.reason()), "{e:?}");
+        }
     }
 }

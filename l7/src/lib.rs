@@ -7,8 +7,8 @@
 //! JWT, for routes with `auth`) → rate-limit ([`ratelimit`]: GCRA per key,
 //! in memory or in Redis for a fleet) → select (weir-common's
 //! selector, keyed by the client address or a header, cookie or the path)
-//! → forward (hyper's pooled client, timeouts, bounded retries within a
-//! budget) → log ([`access_log`], metrics). [`server`] accepts connections
+//! → forward ([`upstream`]: pooled connections per backend, TLS to backends
+//! through [`connector`], timeouts, bounded retries within a budget) → log ([`access_log`], metrics). [`server`] accepts connections
 //! and speaks HTTP with hyper, with the limits a gateway needs (header read
 //! timeout, header size and count, body size, HTTP/2 streams, keep-alive);
 //! for https listeners [`tls`] terminates TLS first (rustls, certificates

@@ -12,6 +12,8 @@ use http::Method;
 use metrics::{Counter, Gauge, Histogram};
 use weir_common::metrics as names;
 
+use crate::error::GatewayError;
+
 /// Method labels, in index order.
 const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
@@ -62,6 +64,9 @@ pub struct GatewayMetrics {
     pub budget_exhausted: Counter,
     /// Requests whose client left before the response began.
     pub abandoned: Counter,
+    /// Requests weir answered itself, by reason (registered on first use:
+    /// a flood of 429s or 400s must not build label strings per request).
+    errors: [OnceLock<Counter>; GatewayError::ALL.len()],
     /// One per route, plus a last one for requests no route matched.
     routes: Vec<RouteMetrics>,
 }
@@ -82,6 +87,7 @@ impl GatewayMetrics {
             bytes_down: metrics::counter!(names::LISTENER_BYTES, "listener" => listener.to_owned(), "direction" => "downstream"),
             budget_exhausted: metrics::counter!(names::HTTP_RETRY_BUDGET_EXHAUSTED, "listener" => listener.to_owned()),
             abandoned: metrics::counter!(names::HTTP_ABANDONED, "listener" => listener.to_owned()),
+            errors: Default::default(),
             routes: all,
         }
     }
@@ -89,6 +95,17 @@ impl GatewayMetrics {
     fn route(&self, id: Option<usize>) -> Option<&RouteMetrics> {
         id.and_then(|i| self.routes.get(i))
             .or_else(|| self.routes.last())
+    }
+
+    /// Counts one request weir answered itself with `e`.
+    pub fn error(&self, e: GatewayError) {
+        let i = e.index();
+        if let Some(slot) = self.errors.get(i) {
+            slot.get_or_init(|| {
+                metrics::counter!(names::HTTP_ERRORS, "listener" => self.listener.clone(), "reason" => e.reason())
+            })
+            .increment(1);
+        }
     }
 
     /// Counts one answered request and its duration.

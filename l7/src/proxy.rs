@@ -252,7 +252,7 @@ pub async fn handle(
     let answer = match result {
         Ok(answer) => answer,
         Err(e) => {
-            metrics::counter!(names::HTTP_ERRORS, "listener" => gw.listener.to_string(), "reason" => reason(e)).increment(1);
+            gw.metrics.error(e);
             Answer::Own(error_response(e, &pending.ex.request_id))
         }
     };
@@ -263,20 +263,6 @@ fn time_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn reason(e: GatewayError) -> &'static str {
-    match e {
-        GatewayError::BadRequest => "bad_request",
-        GatewayError::NoRoute => "no_route",
-        GatewayError::BodyTooLarge => "body_too_large",
-        GatewayError::NoBackend => "no_backend",
-        GatewayError::BadGateway => "bad_gateway",
-        GatewayError::Timeout => "timeout",
-        GatewayError::ClientTimeout => "client_timeout",
-        GatewayError::TooManyRequests => "rate_limited",
-        GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
-    }
 }
 
 /// The gateway's own answer for an error.
