@@ -64,54 +64,77 @@ pub struct RawRuntime {
     pub shutdown_grace: Option<String>,
 }
 
-/// A listener's bind addresses: one string or a list.
-#[derive(Debug)]
-pub enum OneOrMany {
-    /// `bind = "0.0.0.0:5432"`
-    One(String),
-    /// `bind = ["0.0.0.0:5432", "[::]:5432"]`
-    Many(Vec<String>),
+/// What a [`OneOrMany`] holds: the words a value of the wrong type is told
+/// it should be.
+pub trait Expecting {
+    /// One value, described: `an address string like "0.0.0.0:5432"`.
+    const ONE: &'static str;
+}
+
+/// One string or a list of them (`bind = "…"` or `bind = ["…", "…"]`).
+#[derive(Debug, Clone)]
+pub struct OneOrMany<E>(Vec<String>, std::marker::PhantomData<E>);
+
+impl<E> OneOrMany<E> {
+    /// The values as a list.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
 }
 
 // By hand rather than `#[serde(untagged)]`, whose error ("data did not match
 // any variant of untagged enum") does not tell the user what to write.
-impl<'de> Deserialize<'de> for OneOrMany {
+impl<'de, E: Expecting> Deserialize<'de> for OneOrMany<E> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = OneOrMany;
+        struct Visitor<E>(std::marker::PhantomData<E>);
+        impl<'de, E: Expecting> serde::de::Visitor<'de> for Visitor<E> {
+            type Value = OneOrMany<E>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an address string like \"0.0.0.0:5432\" or a list of them")
+                write!(f, "{} or a list of them", E::ONE)
             }
 
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany::One(v.to_owned()))
+            fn visit_str<Er: serde::de::Error>(self, v: &str) -> Result<Self::Value, Er> {
+                Ok(OneOrMany(vec![v.to_owned()], std::marker::PhantomData))
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<OneOrMany, A::Error> {
+            ) -> Result<Self::Value, A::Error> {
                 let mut many = Vec::new();
                 while let Some(one) = seq.next_element::<String>()? {
                     many.push(one);
                 }
-                Ok(OneOrMany::Many(many))
+                Ok(OneOrMany(many, std::marker::PhantomData))
             }
         }
-        deserializer.deserialize_any(Visitor)
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
 }
 
-impl OneOrMany {
-    /// The addresses as a list.
-    pub fn as_slice(&self) -> &[String] {
-        match self {
-            Self::One(one) => std::slice::from_ref(one),
-            Self::Many(many) => many,
-        }
-    }
+/// A listener's bind addresses.
+#[derive(Debug, Clone)]
+pub struct Addresses;
+
+impl Expecting for Addresses {
+    const ONE: &'static str = "an address string like \"0.0.0.0:5432\"";
+}
+
+/// JWT provider names (a route's `auth`).
+#[derive(Debug, Clone)]
+pub struct ProviderNames;
+
+impl Expecting for ProviderNames {
+    const ONE: &'static str = "a provider name like \"idp\"";
+}
+
+/// The parts of a rate-limit key.
+#[derive(Debug, Clone)]
+pub struct KeyParts;
+
+impl Expecting for KeyParts {
+    const ONE: &'static str = "a key like \"client_ip\"";
 }
 
 /// `[[listeners]]`
@@ -126,7 +149,7 @@ pub struct RawListener {
     /// used twice by one protocol in the file (nor, for TCP, be
     /// `admin.address`); a TCP and a UDP listener may share one (DNS on
     /// port 53). Port 0 lets the kernel pick a free port.
-    pub bind: OneOrMany,
+    pub bind: OneOrMany<Addresses>,
     /// Protocol: `"tcp"` (streams), `"udp"` (datagrams, in flows), `"http"`
     /// (the L7 gateway: HTTP/1.1 and cleartext HTTP/2 on one port) or
     /// `"https"` (the gateway over TLS: HTTP/2 or HTTP/1.1 as ALPN says).
@@ -331,7 +354,7 @@ pub struct RawRoute {
     /// JWT providers (`[[jwt_providers]]` names) a request must present a
     /// valid token from: one name or a list, where any one may succeed.
     /// Without a token the answer is 401, never the backend. Default: open.
-    pub auth: Option<Names>,
+    pub auth: Option<OneOrMany<ProviderNames>>,
     /// Names of `[[rate_limits]]` policies the matched requests must all
     /// pass (`["per-client", "per-key"]`); not with `redirect`. Default: none.
     pub rate_limits: Option<Vec<String>>,
@@ -495,39 +518,6 @@ pub struct RawOutlierDetection {
     pub max_ejection: Option<String>,
 }
 
-/// One name or a list of names (`auth = "idp"`, `auth = ["a", "b"]`).
-#[derive(Debug, Clone)]
-pub struct Names(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for Names {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Names;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a provider name like \"idp\" or a list of them")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
-                Ok(Names(vec![v.to_owned()]))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Names, A::Error> {
-                let mut many = Vec::new();
-                while let Some(one) = seq.next_element::<String>()? {
-                    many.push(one);
-                }
-                Ok(Names(many))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
 /// `[[jwt_providers]]`
 ///
 /// An issuer of JSON Web Tokens and how to check them. A route with `auth`
@@ -630,7 +620,7 @@ pub struct RawRateLimit {
     /// key), `"claim:NAME"` (a verified JWT claim), `"route"`, or a list of
     /// them for their combination. A request without the header or claim is
     /// counted by its client IP. Default `"client_ip"`.
-    pub key: Option<StringOrList>,
+    pub key: Option<OneOrMany<KeyParts>>,
     /// Where the counts live: `"local"` (this process's memory) or `"global"`
     /// (the `[redis]` server, shared by every weir instance using it).
     /// Default `"local"`.
@@ -671,52 +661,4 @@ pub struct RawRedis {
     /// Bound on connecting (and reconnecting) to Redis. Duration.
     /// Default `"1s"`.
     pub connect_timeout: Option<String>,
-}
-
-/// A string or a list of strings.
-#[derive(Debug, Clone)]
-pub enum StringOrList {
-    /// `key = "client_ip"`
-    One(String),
-    /// `key = ["client_ip", "route"]`
-    Many(Vec<String>),
-}
-
-impl StringOrList {
-    /// The values as a list.
-    pub fn as_slice(&self) -> &[String] {
-        match self {
-            Self::One(one) => std::slice::from_ref(one),
-            Self::Many(many) => many,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for StringOrList {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = StringOrList;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key like \"client_ip\" or a list of them")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StringOrList, E> {
-                Ok(StringOrList::One(v.to_owned()))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<StringOrList, A::Error> {
-                let mut many = Vec::new();
-                while let Some(one) = seq.next_element::<String>()? {
-                    many.push(one);
-                }
-                Ok(StringOrList::Many(many))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
 }

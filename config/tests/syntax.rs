@@ -82,6 +82,14 @@ fn syntax_errors_have_line_and_column() {
             "test.toml:3:8: listeners[0].bind: invalid type: integer `6000`, expected an address string like \"0.0.0.0:5432\" or a list of them",
         ),
         (
+            "a number where rate-limit key parts go",
+            format!(
+                "{}\n[[rate_limits]]\nname = \"r\"\nrate = \"1/s\"\nkey = 7\n",
+                doc("", ONE)
+            ),
+            "test.toml:14:7: rate_limits[0].key: invalid type: integer `7`, expected a key like \"client_ip\" or a list of them",
+        ),
+        (
             "a negative weight",
             doc(
                 "",

@@ -392,14 +392,14 @@ pub(super) fn resolve_routes(
         for (j, route) in rl.routes.iter().flatten().enumerate() {
             let Some(names) = &route.auth else { continue };
             let path = format!("listeners[{i}].routes[{j}].auth");
-            if names.0.is_empty() {
+            if names.as_slice().is_empty() {
                 r.error(
                     &path,
                     "must name at least one provider; leave it out for an open route",
                 );
             }
             let mut ids = Vec::new();
-            for (k, name) in names.0.iter().enumerate() {
+            for (k, name) in names.as_slice().iter().enumerate() {
                 match index.get(name.as_str()) {
                     Some(&id) if ids.contains(&id) => {
                         r.error(format!("{path}[{k}]"), format!("{name:?} is listed twice"))
