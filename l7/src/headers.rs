@@ -198,6 +198,17 @@ pub fn request_id(headers: &mut HeaderMap, seed: u64) -> HeaderValue {
     value
 }
 
+/// The request's cookies as `(name, value)` pairs, from every `Cookie`
+/// field (RFC 6265 §5.4: `name=value` pairs separated by `;`).
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+}
+
 /// Applies a route's edits: remove, then set, then add.
 pub fn apply(headers: &mut HeaderMap, edits: &HeaderEdits) {
     for name in &edits.remove {

@@ -621,13 +621,7 @@ fn request_key(
         Some(RequestKey::Header(name)) => {
             parts.headers.get(name.as_str()).map(HeaderValue::as_bytes)
         }
-        Some(RequestKey::Cookie(name)) => parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
+        Some(RequestKey::Cookie(name)) => headers::cookies(&parts.headers)
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_bytes()),
     };

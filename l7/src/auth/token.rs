@@ -37,16 +37,6 @@ fn bearer(value: &str) -> Option<&str> {
         .then(|| rest.trim_matches(' '))
 }
 
-fn cookies(parts: &Parts) -> impl Iterator<Item = (&str, &str)> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-}
-
 fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query
         .split('&')
@@ -75,7 +65,9 @@ pub fn extract(source: &TokenSource, parts: &Parts) -> Found {
             Err(()) => Found::Malformed,
             Ok(values) => one(values.into_iter().map(|v| bearer(v).unwrap_or(v.trim()))),
         },
-        TokenSource::Cookie(name) => one(cookies(parts).filter(|(k, _)| k == name).map(|(_, v)| v)),
+        TokenSource::Cookie(name) => one(crate::headers::cookies(&parts.headers)
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)),
         TokenSource::Query(name) => one(query_pairs(parts.uri.query().unwrap_or_default())
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v)),
