@@ -9,7 +9,7 @@ use crate::support::{Weir, eventually};
 
 fn dns_config() -> String {
     let check = format!(
-        "[pools.health_check]\ntype = \"udp\"\nsend_hex = \"{}\"\nexpect_hex = \"beef\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nrise = 1\nfall = 2",
+        "[pools.health_check]\ntype = \"udp\"\nsend_hex = \"{}\"\nexpect_hex = \"beef\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2",
         hex(&query(0xbeef))
     );
     Weir::udp("maglev", "responses = 1", &check)

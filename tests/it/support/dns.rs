@@ -95,14 +95,15 @@ impl Drop for DnsServer {
     }
 }
 
-/// One `dig` query for `NAME` (1 s timeout, no retry): the answer, or None.
+/// One `dig` lookup of `NAME` (1 s per try, two tries so one datagram late
+/// on a loaded machine is not a failure): the answer, or None.
 pub fn dig(server: SocketAddr) -> Option<String> {
     let bin = require("dig", "bind9-dnsutils", &[]);
     let mut cmd = Command::new(bin);
     cmd.args([
         "+short",
         "+time=1",
-        "+tries=1",
+        "+tries=2",
         "-p",
         &server.port().to_string(),
     ])
