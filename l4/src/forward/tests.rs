@@ -139,7 +139,9 @@ async fn the_forwarders_resting_future_stays_small() {
         splice: true,
     };
     let fwd = forward(&a, &b, opts, &c);
-    // 2,432 bytes before the burst was boxed, 1,696 after (debug build).
+    // 2,432 bytes before the burst was boxed, 1,696 after, 624 once the
+    // directions were polled in place and wait in the sockets' own waker
+    // slots (debug and release alike).
     let size = std::mem::size_of_val(&fwd);
-    assert!(size <= 2048, "forward() future is {size} bytes");
+    assert!(size <= 768, "forward() future is {size} bytes");
 }
