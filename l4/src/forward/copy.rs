@@ -1,17 +1,104 @@
-//! User-space forwarding: the fallback when splice is off or unavailable.
+//! User-space forwarding: the fallback when splice is off or unavailable,
+//! and the first read of every burst of small messages.
 //!
-//! The buffer is allocated for a burst and freed when the source would
-//! block, so an idle connection holds no buffer.
+//! Buffers live in the burst's own (boxed) future, so an idle connection
+//! holds none. A read that returns less than the buffer's size shows the
+//! socket is drained, and tokio's readiness is cleared in that same step (as
+//! tokio's own `poll_read` does), so the next wait sleeps until new bytes
+//! arrive instead of paying for a read that would only block: a request and
+//! its reply cost a read and a write each way, not three calls.
 
-use std::io;
+use std::io::{self, Read as _};
 
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::{Burst, Side};
 
+/// The copy buffer of a burst when splice is off.
 const BUFFER: usize = 16 * 1024;
+/// The first read of a burst in splice mode: messages up to this size are
+/// copied (a read and a write); larger bursts carry on with splice.
+pub(super) const FIRST: usize = 4 * 1024;
 
-/// Moves everything `src` has now into `dst`, until `src` would block or EOF.
+/// What one read found.
+pub(super) enum Got {
+    /// End of stream.
+    Eof,
+    /// `n` bytes; `drained` when the read was short (nothing more is queued).
+    Bytes { n: usize, drained: bool },
+    /// Nothing to read (the readiness was stale).
+    Nothing,
+}
+
+/// Reads what `src` has now into `buf`.
+pub(super) fn read_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<Got> {
+    let mut short = 0;
+    let read = src.try_io(Interest::READABLE, || {
+        let socket = SockRef::from(src);
+        let n = (&*socket).read(buf)?;
+        if n > 0 && n < buf.len() {
+            // Reported as WouldBlock so that try_io clears the readiness it
+            // saw before this read (a wake-up that came since survives).
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match read {
+        Ok(0) => Ok(Got::Eof),
+        Ok(n) => Ok(Got::Bytes { n, drained: false }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(Got::Bytes {
+            n: short,
+            drained: true,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Nothing),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes all of `bytes` to `dst`, waiting for room as needed.
+pub(super) async fn write_all(
+    dst: &TcpStream,
+    bytes: &[u8],
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<(), (Side, io::Error)> {
+    let mut written = 0;
+    while written < bytes.len() {
+        dst.writable().await.map_err(|e| (Side::Dst, e))?;
+        match dst.try_write(&bytes[written..]) {
+            Ok(0) => return Err((Side::Dst, io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(w) => {
+                written += w;
+                on_bytes(w as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err((Side::Dst, e)),
+        }
+    }
+    Ok(())
+}
+
+/// One read of up to [`FIRST`] bytes, written on: `Some` when that was the
+/// whole burst, `None` when the buffer filled and more may be queued.
+pub(super) async fn first(
+    src: &TcpStream,
+    dst: &TcpStream,
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<Option<Burst>, (Side, io::Error)> {
+    let mut buf = [0u8; FIRST];
+    match read_some(src, &mut buf).map_err(|e| (Side::Src, e))? {
+        Got::Eof => Ok(Some(Burst { eof: true })),
+        Got::Nothing => Ok(Some(Burst { eof: false })),
+        Got::Bytes { n, drained } => {
+            write_all(dst, &buf[..n], on_bytes).await?;
+            Ok(drained.then_some(Burst { eof: false }))
+        }
+    }
+}
+
+/// Moves everything `src` has now into `dst`, until `src` is drained or EOF.
 /// An error says which socket failed: reading `src` or writing `dst`.
 pub(super) async fn burst(
     src: &TcpStream,
@@ -20,27 +107,14 @@ pub(super) async fn burst(
 ) -> Result<Burst, (Side, io::Error)> {
     let mut buf = vec![0u8; BUFFER];
     loop {
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => {
-                return Ok(Burst { eof: true });
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(Burst { eof: false });
-            }
-            Err(e) => return Err((Side::Src, e)),
-        };
-        let mut written = 0;
-        while written < n {
-            dst.writable().await.map_err(|e| (Side::Dst, e))?;
-            match dst.try_write(&buf[written..n]) {
-                Ok(0) => return Err((Side::Dst, io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(w) => {
-                    written += w;
-                    on_bytes(w as u64);
+        match read_some(src, &mut buf).map_err(|e| (Side::Src, e))? {
+            Got::Eof => return Ok(Burst { eof: true }),
+            Got::Nothing => return Ok(Burst { eof: false }),
+            Got::Bytes { n, drained } => {
+                write_all(dst, &buf[..n], on_bytes).await?;
+                if drained {
+                    return Ok(Burst { eof: false });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err((Side::Dst, e)),
             }
         }
     }

@@ -2,7 +2,8 @@
 //! exact half-close, an idle timeout, and byte counts.
 //!
 //! Each direction waits for its source to be readable, then moves a burst
-//! (splice on Linux, copy otherwise) until the source would block. At EOF it
+//! until the source is drained: small messages through a buffer (a read and
+//! a write), bulk with splice on Linux (copy otherwise). At EOF it
 //! shuts down the write side of its destination and stops, while the other
 //! direction carries on: a client that sends and half-closes still gets the
 //! whole reply, and a backend that writes and closes delivers every byte
@@ -18,7 +19,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     bytes: [AtomicU64; 2],
+    /// Which directions reached EOF.
+    ended: [AtomicBool; 2],
 }
 
 impl Activity {
@@ -108,11 +111,12 @@ async fn one_way(
     direction: usize,
     counter: &Counter,
 ) -> Result<(), (Side, io::Error)> {
-    let mut on_bytes = |n: u64| {
+    let on_bytes = |n: u64| {
         counter.increment(n);
         activity.bytes[direction].fetch_add(n, Ordering::Relaxed);
         activity.touch();
     };
+    let mut small = true;
     loop {
         // poll_read_ready keeps the waker in the socket's own reader slot;
         // `readable()` would hold a 150-byte waiter in every idle connection.
@@ -122,8 +126,22 @@ async fn one_way(
         // Boxed: a burst lives only while bytes move, and an idle
         // connection's task then carries no room for one (less memory per
         // held connection, for one allocation per burst).
-        let burst = Box::pin(run_burst(src, dst, opts.splice, &mut on_bytes)).await?;
+        let mut moved = 0;
+        let mut count = |n: u64| {
+            moved += n;
+            on_bytes(n);
+        };
+        let burst = Box::pin(run_burst(src, dst, opts.splice, small, &mut count)).await?;
+        // Bursts that fit the first read go on with a read and a write;
+        // once one does not, bulk traffic splices until bursts turn small.
+        small = moved < copy::FIRST as u64;
         if burst.eof {
+            activity.ended[direction].store(true, Ordering::Relaxed);
+            if activity.ended[1 - direction].load(Ordering::Relaxed) {
+                // Both ways are done: closing the sockets, next, sends the
+                // FIN, and a shutdown call would only repeat it.
+                return Ok(());
+            }
             // Propagate the half-close; the other direction carries on.
             match SockRef::from(dst).shutdown(Shutdown::Write) {
                 Ok(()) => {}
@@ -139,17 +157,23 @@ async fn run_burst(
     src: &TcpStream,
     dst: &TcpStream,
     use_splice: bool,
+    small: bool,
     on_bytes: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Burst, (Side, io::Error)> {
     #[cfg(target_os = "linux")]
     if use_splice {
+        // Small messages cost two calls through a buffer and three through
+        // a pipe (splice in, splice out, and a read that would block).
+        if small && let Some(burst) = copy::first(src, dst, on_bytes).await? {
+            return Ok(burst);
+        }
         match splice::burst(src, dst, on_bytes).await {
             Ok(Some(burst)) => return Ok(burst),
             Ok(None) => {} // no pipe available (fd pressure): copy this burst
             Err(e) => return Err(e),
         }
     }
-    let _ = use_splice;
+    let _ = (use_splice, small);
     copy::burst(src, dst, on_bytes).await
 }
 
@@ -164,6 +188,7 @@ pub async fn forward(
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
         bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+        ended: [AtomicBool::new(false), AtomicBool::new(false)],
     };
     // The two directions and the idle timer are polled in place by hand:
     // joining them with `try_join!`/`select!` moved each direction's future

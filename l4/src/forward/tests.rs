@@ -38,12 +38,16 @@ async fn an_idle_spliced_connection_holds_no_pipe() {
         forward(&client_side, &backend_side, opts, &c).await
     });
     let before = splice::pooled_pipes();
-    client.write_all(b"hello").await.unwrap();
-    let mut buf = [0u8; 5];
-    backend.read_exact(&mut buf).await.unwrap();
-    backend.write_all(b"world!").await.unwrap();
-    let mut buf2 = [0u8; 6];
-    client.read_exact(&mut buf2).await.unwrap();
+    // Larger than the first read of a burst, so both directions splice.
+    let (up, down) = (vec![7u8; 100_000], vec![9u8; 120_000]);
+    let (mut got_up, mut got_down) = (vec![0u8; up.len()], vec![0u8; down.len()]);
+    let (w, r) = tokio::join!(client.write_all(&up), backend.read_exact(&mut got_up));
+    w.unwrap();
+    r.unwrap();
+    let (w, r) = tokio::join!(backend.write_all(&down), client.read_exact(&mut got_down));
+    w.unwrap();
+    r.unwrap();
+    assert!(got_up == up && got_down == down);
     // Both bursts are over; the connection is idle and must have given its pipes back.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while splice::pooled_pipes() < before.max(1) {
@@ -61,11 +65,91 @@ async fn an_idle_spliced_connection_holds_no_pipe() {
     assert_eq!(
         outcome,
         Outcome {
-            upstream: 5,
-            downstream: 6,
+            upstream: 100_000,
+            downstream: 120_000,
             end: End::Closed
         }
     );
+}
+
+/// Request/response traffic whose messages straddle the first read of a
+/// burst (copied) and the splice that takes over for larger ones: every
+/// exchange arrives whole and in order, whichever path moved it.
+#[tokio::test]
+async fn messages_of_every_size_around_the_first_read_arrive_whole() {
+    let first = copy::FIRST;
+    let sizes = [
+        1,
+        first - 1,
+        first,
+        first + 1,
+        3,
+        200_000,
+        2 * first,
+        5,
+        70_000,
+        first,
+        1,
+    ];
+    for use_splice in [true, false] {
+        let (client_side, mut client) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        let opts = ForwardOptions {
+            idle_timeout: Duration::from_secs(30),
+            splice: use_splice,
+        };
+        let task = tokio::spawn(async move {
+            let c = counters();
+            forward(&client_side, &backend_side, opts, &c).await
+        });
+        let (mut total, bound) = (0, Duration::from_secs(10));
+        for (i, &size) in sizes.iter().enumerate() {
+            let request: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+            let reply: Vec<u8> = (0..size).map(|b| (b * 13 + i) as u8).collect();
+            let mut got = vec![0u8; size];
+            // Bounded: a direction that stops waking up would hang here.
+            let exchange =
+                async { tokio::join!(client.write_all(&request), backend.read_exact(&mut got)) };
+            let (w, r) = tokio::time::timeout(bound, exchange)
+                .await
+                .expect("request stalled");
+            w.unwrap();
+            r.unwrap();
+            assert!(
+                got == request,
+                "splice={use_splice}: request {i} ({size} B) intact"
+            );
+            let exchange =
+                async { tokio::join!(backend.write_all(&reply), client.read_exact(&mut got)) };
+            let (w, r) = tokio::time::timeout(bound, exchange)
+                .await
+                .expect("reply stalled");
+            w.unwrap();
+            r.unwrap();
+            assert!(
+                got == reply,
+                "splice={use_splice}: reply {i} ({size} B) intact"
+            );
+            total += size as u64;
+        }
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        backend.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        backend.shutdown().await.unwrap();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        let outcome = task.await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome {
+                upstream: total,
+                downstream: total,
+                end: End::Closed
+            },
+            "splice={use_splice}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
