@@ -63,20 +63,28 @@ pub fn tune_listener(listener: &std::net::TcpListener, keepalive: Option<Duratio
 fn tune_socket(socket: SockRef<'_>, keepalive: Option<Duration>) {
     let _ = socket.set_tcp_nodelay(true);
     if let Some(idle) = keepalive {
-        let ka = TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval((idle / 4).max(Duration::from_secs(1)));
-        let _ = socket.set_tcp_keepalive(&ka);
+        set_keepalive(socket, idle);
     }
 }
 
+/// Turns on TCP keepalive: the first probe after `idle` without a packet,
+/// then one every quarter of that (at least 1 s).
+pub(crate) fn set_keepalive(socket: SockRef<'_>, idle: Duration) {
+    let ka = TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 4).max(Duration::from_secs(1)));
+    let _ = socket.set_tcp_keepalive(&ka);
+}
+
 /// Tries up to `attempts` candidates for `client`, in the selector's order.
+/// The connected socket has TCP_NODELAY; keepalive is left to the forwarder,
+/// which arms it once the connection has lived a moment
+/// ([`crate::forward::KEEPALIVE_AFTER`]).
 pub async fn connect(
     pool: &PoolRuntime,
     client: SocketAddr,
     attempts: u32,
     timeout: Duration,
-    keepalive: Option<Duration>,
 ) -> Result<Upstream, Unavailable> {
     let selector = pool.selector.load();
     let key = pool.hash_key.key(client);
@@ -108,7 +116,7 @@ pub async fn connect(
         };
         match result {
             Ok(stream) => {
-                tune(&stream, keepalive);
+                let _ = stream.set_nodelay(true);
                 if pool.passive {
                     health::report(&pool.name, backend, true, Source::Traffic);
                 }

@@ -200,7 +200,6 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
         peer,
         cfg.connect_attempts,
         cfg.connect_timeout,
-        cfg.keepalive,
     ))
     .await
     {
@@ -219,6 +218,7 @@ async fn handle(client: TcpStream, peer: SocketAddr, shared: &Shared) {
     let opts = ForwardOptions {
         idle_timeout: cfg.idle_timeout,
         splice: cfg.splice,
+        keepalive: cfg.keepalive,
     };
     let outcome = forward::forward(&client, &upstream.stream, opts, &m.bytes).await;
     if let Some(bm) = bm {

@@ -42,7 +42,16 @@ pub struct ForwardOptions {
     pub idle_timeout: Duration,
     /// Use splice(2) where available.
     pub splice: bool,
+    /// TCP keepalive idle time for the backend socket, armed once the
+    /// connection has lived [`KEEPALIVE_AFTER`].
+    pub keepalive: Option<Duration>,
 }
+
+/// How long a connection lives before its backend socket gets keepalive.
+/// The first probe is due after at least 1 s of silence (the shortest
+/// `keepalive` allowed), so a connection that ends sooner could never have
+/// sent one, and skips the three system calls of turning it on.
+pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
 
 /// How a forwarded connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +115,7 @@ pub(crate) enum Side {
 async fn one_way(
     src: &TcpStream,
     dst: &TcpStream,
-    opts: ForwardOptions,
+    splice: bool,
     activity: &Activity,
     direction: usize,
     counter: &Counter,
@@ -131,7 +140,7 @@ async fn one_way(
             moved += n;
             on_bytes(n);
         };
-        let burst = Box::pin(run_burst(src, dst, opts.splice, small, &mut count)).await?;
+        let burst = Box::pin(run_burst(src, dst, splice, small, &mut count)).await?;
         // Bursts that fit the first read go on with a read and a write;
         // once one does not, bulk traffic splices until bursts turn small.
         small = moved < copy::FIRST as u64;
@@ -197,7 +206,7 @@ pub async fn forward(
     let mut up = pin!(one_way(
         client,
         backend,
-        opts,
+        opts.splice,
         &activity,
         0,
         &counters.upstream
@@ -205,12 +214,17 @@ pub async fn forward(
     let mut down = pin!(one_way(
         backend,
         client,
-        opts,
+        opts.splice,
         &activity,
         1,
         &counters.downstream
     ));
-    let mut idle = pin!(tokio::time::sleep_until(activity.start + opts.idle_timeout));
+    let mut keepalive = opts.keepalive;
+    let first_wake = match keepalive {
+        Some(_) => KEEPALIVE_AFTER.min(opts.idle_timeout),
+        None => opts.idle_timeout,
+    };
+    let mut idle = pin!(tokio::time::sleep_until(activity.start + first_wake));
     let mut done = [false, false];
     let end = poll_fn(|cx| {
         if !done[0]
@@ -234,9 +248,13 @@ pub async fn forward(
         if done == [true, true] {
             return Poll::Ready(End::Closed);
         }
-        // The timer fires at the earliest possible idle deadline; traffic
-        // since then moves it on instead of re-arming on every byte.
+        // The timer fires first to arm the backend's keepalive, then at the
+        // earliest possible idle deadline; traffic since then moves it on
+        // instead of re-arming on every byte.
         while idle.as_mut().poll(cx).is_ready() {
+            if let Some(after) = keepalive.take() {
+                crate::connect::set_keepalive(SockRef::from(backend), after);
+            }
             let idle_until = activity.last() + opts.idle_timeout;
             if idle_until <= Instant::now() {
                 return Poll::Ready(End::IdleTimeout);

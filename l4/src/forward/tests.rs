@@ -32,6 +32,7 @@ async fn an_idle_spliced_connection_holds_no_pipe() {
     let opts = ForwardOptions {
         idle_timeout: Duration::from_secs(30),
         splice: true,
+        keepalive: None,
     };
     let task = tokio::spawn(async move {
         let c = counters();
@@ -97,6 +98,7 @@ async fn messages_of_every_size_around_the_first_read_arrive_whole() {
         let opts = ForwardOptions {
             idle_timeout: Duration::from_secs(30),
             splice: use_splice,
+            keepalive: None,
         };
         let task = tokio::spawn(async move {
             let c = counters();
@@ -160,6 +162,7 @@ async fn idle_timeout_ends_a_silent_connection() {
         let opts = ForwardOptions {
             idle_timeout: Duration::from_secs(3600),
             splice: use_splice,
+            keepalive: None,
         };
         let started = tokio::time::Instant::now();
         let outcome = forward(&client_side, &backend_side, opts, &counters()).await;
@@ -176,6 +179,7 @@ async fn bulk_both_ways_with_half_close() {
         let opts = ForwardOptions {
             idle_timeout: Duration::from_secs(30),
             splice: use_splice,
+            keepalive: None,
         };
         let task = tokio::spawn(async move {
             let c = counters();
@@ -221,11 +225,44 @@ async fn the_forwarders_resting_future_stays_small() {
     let opts = ForwardOptions {
         idle_timeout: Duration::from_secs(30),
         splice: true,
+        keepalive: None,
     };
     let fwd = forward(&a, &b, opts, &c);
     // 2,432 bytes before the burst was boxed, 1,696 after, 624 once the
     // directions were polled in place and wait in the sockets' own waker
-    // slots (debug and release alike).
+    // slots, 664 with the keepalive to arm (debug and release alike).
     let size = std::mem::size_of_val(&fwd);
     assert!(size <= 768, "forward() future is {size} bytes");
+}
+
+/// Keepalive costs three system calls on the backend socket: a connection
+/// gets it once it has lived `KEEPALIVE_AFTER`, and one that ends sooner
+/// never pays for it.
+#[tokio::test(start_paused = true)]
+async fn backend_keepalive_is_armed_once_the_connection_has_lived_a_moment() {
+    let (client_side, _client) = pair().await;
+    let (backend_side, _backend) = pair().await;
+    let opts = ForwardOptions {
+        idle_timeout: Duration::from_secs(3600),
+        splice: true,
+        keepalive: Some(Duration::from_secs(42)),
+    };
+    let c = counters();
+    let mut fwd = std::pin::pin!(forward(&client_side, &backend_side, opts, &c));
+    let keepalive = || SockRef::from(&backend_side).keepalive().unwrap();
+    let before = KEEPALIVE_AFTER - Duration::from_millis(100);
+    tokio::select! {
+        _ = &mut fwd => panic!("forwarding ended"),
+        () = tokio::time::sleep(before) => {}
+    }
+    assert!(!keepalive(), "not yet");
+    tokio::select! {
+        _ = &mut fwd => panic!("forwarding ended"),
+        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+    }
+    assert!(keepalive(), "armed after KEEPALIVE_AFTER");
+    let s = SockRef::from(&backend_side);
+    assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(42));
+    // A quarter of 42 s, in the kernel's whole seconds.
+    assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
 }
