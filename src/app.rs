@@ -44,6 +44,28 @@ pub enum StartError {
     },
 }
 
+/// Loads what start-up loads from files the configuration names but does
+/// not parse itself — today the JWT providers' keys — without binding or
+/// starting anything, and returns every failure (one line each) as `run`
+/// would report the first. `weir check` uses it, so a key file that is
+/// there but unusable fails the check, not the deployment.
+pub fn check_files(config: &Config) -> Vec<String> {
+    #[cfg(feature = "l7")]
+    {
+        config
+            .jwt_providers
+            .iter()
+            .filter_map(|p| weir_l7::auth::Provider::new(p).err())
+            .map(|e| e.to_string())
+            .collect()
+    }
+    #[cfg(not(feature = "l7"))]
+    {
+        let _ = config;
+        Vec::new()
+    }
+}
+
 /// A bound listener of either protocol.
 #[derive(Debug)]
 enum Service {

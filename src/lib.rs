@@ -14,4 +14,4 @@ mod app;
 pub mod demo;
 pub mod telemetry;
 
-pub use app::{App, StartError, TlsReloader};
+pub use app::{App, StartError, TlsReloader, check_files};

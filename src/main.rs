@@ -79,6 +79,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             for w in &v.warnings {
                 eprintln!("{}: warning: {w}", path.display());
             }
+            let errors = weir::check_files(&v.config);
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("{}: error: {e}", path.display());
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print!("{}", v.config.summary());
             println!("{}: configuration is valid", path.display());
             ExitCode::SUCCESS

@@ -93,6 +93,72 @@ fn check_accepts_a_good_file_and_prints_a_summary() {
     }
 }
 
+/// Key files that exist but cannot be used fail `weir check` (exit 2), one
+/// line per provider naming the file, as they would fail `weir run`; good
+/// keys pass.
+#[test]
+fn check_loads_jwt_key_files_and_lists_every_unusable_one() {
+    let dir = TempDir::new("cli-jwt");
+    std::fs::write(
+        dir.join("garbage.pem"),
+        "-----BEGIN PUBLIC KEY-----\nnot base64\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.json"), "{\"keys\": [").unwrap();
+    let config = |pem: &str, jwks: &str| {
+        format!(
+            r#"[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+pool = "web"
+
+[[pools]]
+name = "web"
+
+[[pools.backends]]
+address = "127.0.0.1:8080"
+
+[[jwt_providers]]
+name = "pem"
+issuer = "https://a.example/"
+algorithms = ["RS256"]
+public_key_files = ["{pem}"]
+
+[[jwt_providers]]
+name = "jwks"
+issuer = "https://b.example/"
+algorithms = ["ES256"]
+jwks_file = "{jwks}"
+"#
+        )
+    };
+    let bad = write_config(&dir, "bad.toml", &config("garbage.pem", "broken.json"));
+    let out = weir(&["check", "-c", bad.to_str().unwrap()]);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("valid"), "{stdout}");
+    for (provider, file) in [("pem", "garbage.pem"), ("jwks", "broken.json")] {
+        assert!(
+            stderr.lines().any(|l| l.contains("error: jwt provider")
+                && l.contains(&format!("{provider:?}"))
+                && l.contains(file)),
+            "{provider} names {file}: {stderr}"
+        );
+    }
+
+    // A real public key and a real key set pass.
+    let rsa = crate::jwt::keys::TestKey::new("RS256", "r");
+    let ec = crate::jwt::keys::TestKey::new("ES256", "e");
+    std::fs::write(dir.join("good.pem"), rsa.pem()).unwrap();
+    std::fs::write(dir.join("good.json"), crate::jwt::keys::jwks(&[&ec])).unwrap();
+    let good = write_config(&dir, "good.toml", &config("good.pem", "good.json"));
+    let out = weir(&["check", "-c", good.to_str().unwrap()]);
+    let (stdout, stderr) = out_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
+
 #[test]
 fn check_lists_every_semantic_error_with_its_path() {
     let dir = TempDir::new("cli");

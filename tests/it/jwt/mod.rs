@@ -5,7 +5,7 @@
 mod attacks;
 mod idp;
 mod jwks;
-mod keys;
+pub mod keys;
 
 use serde_json::json;
 
