@@ -227,6 +227,7 @@ impl App {
         };
         #[cfg(feature = "l7")]
         let auth = Arc::new(weir_l7::auth::Auth::new(&config.jwt_providers)?);
+        #[cfg(feature = "l7")]
         let rate_limits = Arc::new(weir_l7::ratelimit::RateLimits::new(
             &config.rate_limits,
             config.redis.as_ref(),
