@@ -25,17 +25,30 @@ pub trait ClaimSource: Send + Sync {
 
 /// The claims the JWT step verified: [`crate::auth::Claims`] in the
 /// request's extensions. A string claim keys by its text, any other by its
-/// JSON. The default source of [`super::RateLimits`].
+/// JSON, each behind the name of the provider that verified it: `sub` 42 of
+/// one identity provider is not `sub` 42 of another, so the two do not share
+/// a limit. The default source of [`super::RateLimits`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JwtClaims;
 
 impl ClaimSource for JwtClaims {
     fn claim<'a>(&self, parts: &'a http::request::Parts, name: &str) -> Option<Cow<'a, [u8]>> {
-        let value = parts.extensions.get::<crate::auth::Claims>()?.get(name)?;
-        match value.as_str() {
-            Some(text) => Some(Cow::Borrowed(text.as_bytes())),
-            None => serde_json::to_vec(value).ok().map(Cow::Owned),
-        }
+        let claims = parts.extensions.get::<crate::auth::Claims>()?;
+        let value = claims.get(name)?;
+        let json;
+        let bytes = match value.as_str() {
+            Some(text) => text.as_bytes(),
+            None => {
+                json = serde_json::to_vec(value).ok()?;
+                &json
+            }
+        };
+        let provider = claims.provider().as_bytes();
+        let mut key = Vec::with_capacity(provider.len() + 1 + bytes.len());
+        key.extend_from_slice(provider);
+        key.push(0);
+        key.extend_from_slice(bytes);
+        Some(Cow::Owned(key))
     }
 }
 
@@ -105,6 +118,31 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn jwt_claim_keys_belong_to_their_provider() {
+        let with = |provider: &str, sub: &str| {
+            let mut p = parts(&[]);
+            let mut claims = crate::auth::verify::ClaimMap::new();
+            claims.insert("sub".into(), serde_json::Value::from(sub));
+            p.extensions
+                .insert(crate::auth::Claims::new(provider, claims));
+            request_key(&[KeyPart::Claim("sub".into())], &p, A, "r", &JwtClaims)
+        };
+        assert_eq!(with("idp-a", "42"), with("idp-a", "42"));
+        assert_ne!(with("idp-a", "42"), with("idp-a", "43"));
+        assert_ne!(
+            with("idp-a", "42"),
+            with("idp-b", "42"),
+            "the same subject of two identity providers is two clients"
+        );
+        // No claims: the client IP, as for a missing header.
+        let p = parts(&[]);
+        assert_eq!(
+            request_key(&[KeyPart::Claim("sub".into())], &p, A, "r", &JwtClaims),
+            request_key(&[KeyPart::ClientIp], &p, A, "r", &NoClaims)
+        );
     }
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
