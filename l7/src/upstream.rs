@@ -15,7 +15,8 @@
 //!   meanwhile is skipped; a request hyper reports as never sent on it is
 //!   sent again on the next one.
 //! - **HTTP/2** (h2c, or h2 over TLS): one multiplexed connection per
-//!   backend, shared by every request, replaced when it closes.
+//!   backend, shared by every request, replaced when it closes; one connect
+//!   at a time, whose outcome the requests waiting for it share.
 //!
 //! Every connection's I/O runs in a task of its own (hyper's design); the
 //! request hands over to it through hyper's dispatch channel.
@@ -61,6 +62,9 @@ struct Conns {
     idle: Mutex<VecDeque<(Sender1, Instant)>>,
     /// The shared HTTP/2 connection.
     h2: Mutex<Option<Sender2>>,
+    /// Held while an HTTP/2 connection is being made (one at a time); when
+    /// the last attempt failed, when and why.
+    h2_connect: tokio::sync::Mutex<Option<(Instant, ConnectFailure)>>,
 }
 
 /// The connections of one pool, by backend index (configuration order).
@@ -157,7 +161,7 @@ impl Upstream {
                 let fresh = shared.is_none();
                 let mut sender = match shared.take() {
                     Some(sender) => sender,
-                    None => Box::pin(self.connect_h2(index, addr, connect_timeout)).await?,
+                    None => Box::pin(self.connect_h2_once(index, addr, connect_timeout)).await?,
                 };
                 match sender.try_send_request(req).await {
                     Ok(resp) => return Ok((resp, None)),
@@ -252,6 +256,41 @@ impl Upstream {
     fn shared_h2(&self, index: usize) -> Option<Sender2> {
         let guard = self.backends.get(index)?.h2.lock().ok()?;
         guard.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// Backend `index`'s shared HTTP/2 connection, made now if it has none.
+    /// One connect at a time per backend: requests that arrive meanwhile
+    /// wait for it and share its outcome — the new connection, or its
+    /// failure without trying again — so a cold or restarted backend sees
+    /// one connection, not one per request in flight, and a dead one does
+    /// not make them queue up one connect timeout each.
+    async fn connect_h2_once(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Sender2, UpstreamError> {
+        let Some(conns) = self.backends.get(index) else {
+            return Err(UpstreamError::Connect(ConnectFailure::Other));
+        };
+        let asked = Instant::now();
+        let mut last_failure = conns.h2_connect.lock().await;
+        if let Some(sender) = self.shared_h2(index) {
+            return Ok(sender);
+        }
+        if let Some((at, failure)) = *last_failure
+            && at >= asked
+        {
+            // The attempt this request waited for failed.
+            return Err(UpstreamError::Connect(failure));
+        }
+        let result = self.connect_h2(index, addr, timeout).await;
+        *last_failure = match &result {
+            Ok(_) => None,
+            Err(UpstreamError::Connect(failure)) => Some((Instant::now(), *failure)),
+            Err(UpstreamError::Request(_)) => Some((Instant::now(), ConnectFailure::Other)),
+        };
+        result
     }
 
     /// A new HTTP/2 connection to backend `index`, shared from now on.

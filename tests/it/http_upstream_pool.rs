@@ -138,3 +138,29 @@ async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() 
     drop(uploader);
     weir.stop().await;
 }
+
+/// A burst of requests meeting an HTTP/2 pool with no connection yet opens
+/// one connection, which they all share — not one per request in flight
+/// (each would be kept only until the next replaced it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_a_cold_http2_backend_opens_one_connection() {
+    let backend = FakeHttp::start("b0").await;
+    let weir = Weir::start(
+        &Weir::http("round_robin", "", "http_version = \"h2c\""),
+        &[backend.addr],
+    )
+    .await;
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let addr = weir.addr;
+        burst.spawn(async move { try_send(addr, req("GET", &format!("/cold/{i}"))).await });
+    }
+    while let Some(reply) = burst.join_next().await {
+        let reply = reply.unwrap().expect("request through weir");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.echo().version(), "HTTP/2.0");
+    }
+    assert_eq!(backend.requests(), 32);
+    assert_eq!(backend.connections(), 1, "one shared HTTP/2 connection");
+    weir.stop().await;
+}
