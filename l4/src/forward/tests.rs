@@ -24,20 +24,27 @@ fn counters() -> ByteCounters {
     }
 }
 
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn an_idle_spliced_connection_holds_no_pipe() {
-    let (client_side, mut client) = pair().await;
-    let (backend_side, mut backend) = pair().await;
+/// Forwarding between a fresh client pair and backend pair, spawned:
+/// (the client's end, the backend's end, the forwarder's outcome).
+async fn spawned(splice: bool) -> (TcpStream, TcpStream, tokio::task::JoinHandle<Outcome>) {
+    let (client_side, client) = pair().await;
+    let (backend_side, backend) = pair().await;
     let opts = ForwardOptions {
         idle_timeout: Duration::from_secs(30),
-        splice: true,
+        splice,
         keepalive: None,
     };
     let task = tokio::spawn(async move {
         let c = counters();
         forward(&client_side, &backend_side, opts, &c).await
     });
+    (client, backend, task)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_idle_spliced_connection_holds_no_pipe() {
+    let (mut client, mut backend, task) = spawned(true).await;
     let before = splice::pooled_pipes();
     // Larger than the first read of a burst, so both directions splice.
     let (up, down) = (vec![7u8; 100_000], vec![9u8; 120_000]);
@@ -93,17 +100,7 @@ async fn messages_of_every_size_around_the_first_read_arrive_whole() {
         1,
     ];
     for use_splice in [true, false] {
-        let (client_side, mut client) = pair().await;
-        let (backend_side, mut backend) = pair().await;
-        let opts = ForwardOptions {
-            idle_timeout: Duration::from_secs(30),
-            splice: use_splice,
-            keepalive: None,
-        };
-        let task = tokio::spawn(async move {
-            let c = counters();
-            forward(&client_side, &backend_side, opts, &c).await
-        });
+        let (mut client, mut backend, task) = spawned(use_splice).await;
         let (mut total, bound) = (0, Duration::from_secs(10));
         for (i, &size) in sizes.iter().enumerate() {
             let request: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
@@ -174,17 +171,7 @@ async fn idle_timeout_ends_a_silent_connection() {
 #[tokio::test]
 async fn bulk_both_ways_with_half_close() {
     for use_splice in [true, false] {
-        let (client_side, client) = pair().await;
-        let (backend_side, backend) = pair().await;
-        let opts = ForwardOptions {
-            idle_timeout: Duration::from_secs(30),
-            splice: use_splice,
-            keepalive: None,
-        };
-        let task = tokio::spawn(async move {
-            let c = counters();
-            forward(&client_side, &backend_side, opts, &c).await
-        });
+        let (client, backend, task) = spawned(use_splice).await;
         let up: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
         let down: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
         let (mut cr, mut cw) = client.into_split();
