@@ -82,6 +82,7 @@ pub(super) async fn write_all(
 
 /// One read of up to [`FIRST`] bytes, written on: `Some` when that was the
 /// whole burst, `None` when the buffer filled and more may be queued.
+#[cfg(target_os = "linux")]
 pub(super) async fn first(
     src: &TcpStream,
     dst: &TcpStream,
