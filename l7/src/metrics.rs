@@ -50,6 +50,7 @@ struct RouteMetrics {
     name: String,
     requests: [[OnceLock<Counter>; 5]; 8],
     duration: OnceLock<Histogram>,
+    retries: OnceLock<Counter>,
 }
 
 /// Handles of one HTTP listener.
@@ -78,6 +79,7 @@ impl GatewayMetrics {
             name: name.to_owned(),
             requests: Default::default(),
             duration: OnceLock::new(),
+            retries: OnceLock::new(),
         };
         let mut all: Vec<RouteMetrics> = routes.map(route).collect();
         all.push(route("none"));
@@ -106,6 +108,16 @@ impl GatewayMetrics {
             })
             .increment(1);
         }
+    }
+
+    /// Counts one retry of a request on `route` on another backend.
+    pub fn retried(&self, route: Option<usize>) {
+        let Some(r) = self.route(route) else { return };
+        r.retries
+            .get_or_init(|| {
+                metrics::counter!(names::HTTP_RETRIES, "listener" => self.listener.clone(), "route" => r.name.clone())
+            })
+            .increment(1);
     }
 
     /// Counts one answered request and its duration.

@@ -23,7 +23,6 @@ use tokio::time::Instant;
 use weir_common::backend::Backend;
 use weir_common::hash::{hash_bytes, mix64};
 use weir_common::health::{self, Source};
-use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
 use weir_config::http::{HttpOptions, RequestKey, Route, RouteAction, UpstreamVersion};
 use weir_config::upstream_tls::{Alpn, UpstreamTlsError, client_config};
@@ -458,7 +457,7 @@ async fn pipeline(
             if upgrade || !gw.take_retry() {
                 break;
             }
-            metrics::counter!(names::HTTP_RETRIES, "listener" => gw.listener.to_string(), "route" => route.name.clone()).increment(1);
+            gw.metrics.retried(ex.route);
         }
         let Some(backend) = selector.backend(index) else {
             continue;
