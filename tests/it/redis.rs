@@ -99,38 +99,54 @@ async fn redis_cli_and_benchmark_through_weir() {
     }
     assert_eq!(holders, 1, "the key lives in one redis");
 
-    // redis-benchmark through weir: every test completes, no errors.
+    // redis-benchmark through weir: every test completes, no errors. One
+    // request per round trip, then pipelined (-P 16: many commands per read),
+    // then values of 100 kB (larger than the forwarder's first read, so
+    // bursts switch to splice and back for the small replies).
     let bench = require("redis-benchmark", "redis-tools", &[]);
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(bench);
-        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-q", "-n", "20000", "-c", "10", "-t", "ping,set,get"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        run_bounded(cmd, None, Duration::from_secs(300))
-    })
-    .await
-    .unwrap();
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(
-        out.status.success(),
-        "redis-benchmark failed: {stdout}\n{stderr}"
-    );
-    assert!(
-        !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
-        "redis-benchmark reported errors: {stdout}\n{stderr}"
-    );
-    let results: Vec<&str> = stdout
-        .split(['\r', '\n'])
-        .filter(|l| l.contains("requests per second"))
-        .collect();
-    for test in ["PING_INLINE", "PING_MBULK", "SET", "GET"] {
+    let runs: [&[&str]; 3] = [
+        &["-n", "20000", "-c", "10", "-t", "ping,set,get"],
+        &["-n", "20000", "-c", "10", "-P", "16", "-t", "ping,set,get"],
+        &["-n", "1000", "-c", "4", "-d", "100000", "-t", "set,get"],
+    ];
+    for args in runs {
+        let bench = bench.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(bench);
+            cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            run_bounded(cmd, None, Duration::from_secs(300))
+        })
+        .await
+        .unwrap();
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
         assert!(
-            results.iter().any(|l| l.starts_with(&format!("{test}: "))),
-            "no result for {test}: {stdout}"
+            out.status.success(),
+            "redis-benchmark {args:?} failed: {stdout}\n{stderr}"
         );
+        assert!(
+            !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
+            "redis-benchmark {args:?} reported errors: {stdout}\n{stderr}"
+        );
+        let results: Vec<&str> = stdout
+            .split(['\r', '\n'])
+            .filter(|l| l.contains("requests per second"))
+            .collect();
+        let tests: &[&str] = if args.contains(&"-d") {
+            &["SET", "GET"]
+        } else {
+            &["PING_INLINE", "PING_MBULK", "SET", "GET"]
+        };
+        for test in tests {
+            assert!(
+                results.iter().any(|l| l.starts_with(&format!("{test}: "))),
+                "no result for {test} with {args:?}: {stdout}"
+            );
+        }
     }
 
     // Both instances took connections; none failed; all closed again.
