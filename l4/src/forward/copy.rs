@@ -80,23 +80,53 @@ pub(super) async fn write_all(
     Ok(())
 }
 
-/// One read of up to [`FIRST`] bytes, written on: `Some` when that was the
-/// whole burst, `None` when the buffer filled and more may be queued.
-#[cfg(target_os = "linux")]
-pub(super) async fn first(
+/// What the first read of a burst came to.
+pub(super) enum First {
+    /// The whole burst: read and written (or end of stream, or nothing).
+    Done(Burst),
+    /// Read and written, and more may be queued: a bulk burst follows.
+    More,
+    /// Read, but `dst` would not take it all now: `bytes` still to write;
+    /// `drained` when nothing more was queued.
+    Unwritten { bytes: Vec<u8>, drained: bool },
+}
+
+/// The first read of a burst: up to [`FIRST`] bytes, written on at once.
+/// Synchronous (its buffer is on the stack, not in any future), so a small
+/// message needs no allocation unless `dst` cannot take it right away.
+pub(super) fn first(
     src: &TcpStream,
     dst: &TcpStream,
     on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> Result<Option<Burst>, (Side, io::Error)> {
+) -> Result<First, (Side, io::Error)> {
     let mut buf = [0u8; FIRST];
-    match read_some(src, &mut buf).map_err(|e| (Side::Src, e))? {
-        Got::Eof => Ok(Some(Burst { eof: true })),
-        Got::Nothing => Ok(Some(Burst { eof: false })),
-        Got::Bytes { n, drained } => {
-            write_all(dst, &buf[..n], on_bytes).await?;
-            Ok(drained.then_some(Burst { eof: false }))
+    let (n, drained) = match read_some(src, &mut buf).map_err(|e| (Side::Src, e))? {
+        Got::Eof => return Ok(First::Done(Burst { eof: true })),
+        Got::Nothing => return Ok(First::Done(Burst { eof: false })),
+        Got::Bytes { n, drained } => (n, drained),
+    };
+    let mut written = 0;
+    while written < n {
+        match dst.try_write(&buf[written..n]) {
+            Ok(0) => return Err((Side::Dst, io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(w) => {
+                written += w;
+                on_bytes(w as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(First::Unwritten {
+                    bytes: buf[written..n].to_vec(),
+                    drained,
+                });
+            }
+            Err(e) => return Err((Side::Dst, e)),
         }
     }
+    Ok(if drained {
+        First::Done(Burst { eof: false })
+    } else {
+        First::More
+    })
 }
 
 /// Moves everything `src` has now into `dst`, until `src` is drained or EOF.

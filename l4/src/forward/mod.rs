@@ -132,15 +132,25 @@ async fn one_way(
         poll_fn(|cx| src.poll_read_ready(cx))
             .await
             .map_err(|e| (Side::Src, e))?;
-        // Boxed: a burst lives only while bytes move, and an idle
-        // connection's task then carries no room for one (less memory per
-        // held connection, for one allocation per burst).
         let mut moved = 0;
         let mut count = |n: u64| {
             moved += n;
             on_bytes(n);
         };
-        let burst = Box::pin(run_burst(src, dst, splice, small, &mut count)).await?;
+        // A small message costs a read and a write (a pipe would take three
+        // calls: splice in, splice out, and a read that would block), done
+        // right here. The rest of a burst is boxed: it lives only while
+        // bytes move, and an idle connection's task then carries no room
+        // for one (less memory per held connection).
+        let first = if small {
+            copy::first(src, dst, &mut count)?
+        } else {
+            copy::First::More
+        };
+        let burst = match first {
+            copy::First::Done(burst) => burst,
+            rest => Box::pin(finish_burst(src, dst, splice, rest, &mut count)).await?,
+        };
         // Bursts that fit the first read go on with a read and a write;
         // once one does not, bulk traffic splices until bursts turn small.
         small = moved < copy::FIRST as u64;
@@ -162,27 +172,39 @@ async fn one_way(
     }
 }
 
+/// The rest of a burst whose first read did not finish it: the bytes `dst`
+/// did not take yet, then (unless that read drained `src`) a bulk burst.
+async fn finish_burst(
+    src: &TcpStream,
+    dst: &TcpStream,
+    use_splice: bool,
+    first: copy::First,
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<Burst, (Side, io::Error)> {
+    if let copy::First::Unwritten { bytes, drained } = first {
+        copy::write_all(dst, &bytes, on_bytes).await?;
+        if drained {
+            return Ok(Burst { eof: false });
+        }
+    }
+    run_burst(src, dst, use_splice, on_bytes).await
+}
+
 async fn run_burst(
     src: &TcpStream,
     dst: &TcpStream,
     use_splice: bool,
-    small: bool,
     on_bytes: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Burst, (Side, io::Error)> {
     #[cfg(target_os = "linux")]
     if use_splice {
-        // Small messages cost two calls through a buffer and three through
-        // a pipe (splice in, splice out, and a read that would block).
-        if small && let Some(burst) = copy::first(src, dst, on_bytes).await? {
-            return Ok(burst);
-        }
         match splice::burst(src, dst, on_bytes).await {
             Ok(Some(burst)) => return Ok(burst),
             Ok(None) => {} // no pipe available (fd pressure): copy this burst
             Err(e) => return Err(e),
         }
     }
-    let _ = (use_splice, small);
+    let _ = use_splice;
     copy::burst(src, dst, on_bytes).await
 }
 
