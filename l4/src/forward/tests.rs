@@ -253,3 +253,74 @@ async fn backend_keepalive_is_armed_once_the_connection_has_lived_a_moment() {
     // A quarter of 42 s, in the kernel's whole seconds.
     assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
 }
+
+/// Small messages toward a backend that stops reading for a while: its
+/// socket fills, and the forwarder must keep the message it read but could
+/// not write, and write it once the backend reads again. Every byte
+/// arrives, in order.
+#[tokio::test]
+async fn small_messages_wait_for_a_backend_that_stopped_reading() {
+    for use_splice in [true, false] {
+        let (client_side, client) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        // Small buffers toward the backend, so that they fill within a few
+        // messages while the client side has room for many more.
+        SockRef::from(&backend_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        SockRef::from(&backend).set_recv_buffer_size(4096).unwrap();
+        let opts = ForwardOptions {
+            idle_timeout: Duration::from_secs(30),
+            splice: use_splice,
+            keepalive: None,
+        };
+        let task = tokio::spawn(async move {
+            let c = counters();
+            forward(&client_side, &backend_side, opts, &c).await
+        });
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let written = std::cell::Cell::new(0usize);
+        // One task (current-thread runtime): the writer sends a 1,000-byte
+        // message per turn, letting the forwarder move each one; the reader
+        // starts after 100 of them.
+        let writer = async {
+            let mut client = client;
+            for chunk in sent.chunks(1000) {
+                client.write_all(chunk).await.unwrap();
+                written.set(written.get() + 1);
+                tokio::task::yield_now().await;
+            }
+            client.shutdown().await.unwrap();
+            client
+        };
+        let reader = async {
+            while written.get() < 100 {
+                tokio::task::yield_now().await;
+            }
+            // Reading again, with room to (a 4 KiB window is slow).
+            SockRef::from(&backend)
+                .set_recv_buffer_size(1 << 20)
+                .unwrap();
+            let mut got = Vec::with_capacity(data.len());
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = backend.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                tokio::task::yield_now().await;
+            }
+        };
+        let bound = Duration::from_secs(30);
+        let (_client, got) = tokio::time::timeout(bound, async { tokio::join!(writer, reader) })
+            .await
+            .expect("stalled");
+        assert!(got == data, "splice={use_splice}: every byte, in order");
+        backend.shutdown().await.unwrap();
+        let outcome = task.await.unwrap();
+        assert_eq!(outcome.upstream, data.len() as u64);
+        assert_eq!(outcome.end, End::Closed);
+    }
+}
