@@ -263,11 +263,14 @@ proptest! {
     }
 
     /// Ring hash: a backend's share of real client keys (hash_ip of 20 000
-    /// consecutive addresses) is within 3 percentage points, and within 20 %
+    /// consecutive addresses) is within 5 percentage points, and within 20 %
     /// of itself, of its weight share. A ring is random, so this is looser
     /// than Maglev: with 1024 points per weight unit a weight-1 backend's
     /// share strays by σ ≈ 3 % (plus ≈ 2.6 % sampling noise here), so 20 %
-    /// is ~5σ; the worst seen over 40 pools and 100 000 keys was 7.7 %.
+    /// is ~5σ; the worst seen over 40 pools and 100 000 keys was 7.7 %. For
+    /// large shares the absolute bound binds: two equal backends stray by
+    /// σ ≈ 1.1 points, and a 600-case run saw 0.53 against 0.5 (3 points was
+    /// 2.7σ; 5 is 4.5σ).
     #[test]
     fn ring_hash_key_share_follows_weights(
         prefix in "[a-z]{1,6}",
@@ -286,7 +289,7 @@ proptest! {
         for (i, (&count, &w)) in counts.iter().zip(&weights).enumerate() {
             let share = count as f64 / keys.len() as f64;
             let want = f64::from(w) / f64::from(total);
-            prop_assert!((share - want).abs() <= 0.03, "b{i}: {share} vs {want}: {counts:?}");
+            prop_assert!((share - want).abs() <= 0.05, "b{i}: {share} vs {want}: {counts:?}");
             prop_assert!((share / want - 1.0).abs() <= 0.20, "b{i}: {share} vs {want}: {counts:?}");
         }
     }
@@ -352,10 +355,14 @@ proptest! {
         prop_assert!(max / average <= 1.01, "max/avg {} for M {size}: {counts:?}", max / average);
     }
 
-    /// Removing one of N equal backends remaps at most 1.1/N of the key space
-    /// in Maglev (exactly: compared slot by slot, by name). Ring hash moves
-    /// only the removed backend's keys (no key whose backend stays moves),
-    /// which are 1/N ± the ring's spread: at most 1.3/N.
+    /// Removing one of N equal backends remaps at most 1.3/N of the key space
+    /// in Maglev (exactly: compared slot by slot, by name): 1/N is the
+    /// removed backend's share, and Maglev's table fill moves some keys
+    /// between survivors too — 0–17% more for N ≤ 10 in a sweep of names
+    /// (the worst, 1.17/N, with N = 10; a CI run found 1.12/N with N = 7,
+    /// kept in proptest-regressions). Ring hash moves only the removed
+    /// backend's keys (no key whose backend stays moves), which are 1/N ±
+    /// the ring's spread: at most 1.3/N.
     #[test]
     fn removing_one_of_n_backends_moves_about_one_nth(
         prefix in "[a-z]{1,6}",
@@ -374,7 +381,7 @@ proptest! {
             .filter(|&(&a, &b)| names[a as usize] != rest[b as usize])
             .count();
         let fraction = moved as f64 / 65_537.0;
-        prop_assert!(fraction * n as f64 <= 1.1, "maglev moved {fraction} of keys, N = {n}");
+        prop_assert!(fraction * n as f64 <= 1.3, "maglev moved {fraction} of keys, N = {n}");
 
         let ring = Algorithm::RingHash { balance_factor: None };
         let old = Selector::build(&ring, Arc::clone(&before));
