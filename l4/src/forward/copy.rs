@@ -1,8 +1,9 @@
 //! User-space forwarding: the fallback when splice is off or unavailable,
 //! and the first read of every burst of small messages.
 //!
-//! Buffers live in the burst's own (boxed) future, so an idle connection
-//! holds none. A read that returns less than the buffer's size shows the
+//! The copy buffer lives in a burst's own (boxed) future and the first
+//! read's on the stack of a synchronous call, so an idle connection holds
+//! neither. A read that returns less than the buffer's size shows the
 //! socket is drained, and tokio's readiness is cleared in that same step (as
 //! tokio's own `poll_read` does), so the next wait sleeps until new bytes
 //! arrive instead of paying for a read that would only block: a request and
@@ -18,8 +19,8 @@ use super::{Burst, Side};
 
 /// The copy buffer of a burst when splice is off.
 const BUFFER: usize = 16 * 1024;
-/// The first read of a burst in splice mode: messages up to this size are
-/// copied (a read and a write); larger bursts carry on with splice.
+/// The first read of a burst: messages up to this size cost a read and a
+/// write; larger bursts carry on with splice (or the copy buffer).
 pub(super) const FIRST: usize = 4 * 1024;
 
 /// What one read found.
