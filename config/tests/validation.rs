@@ -5,26 +5,11 @@
 
 mod support;
 
-use support::{ONE, assert_lines, doc};
-use weir_config::{LoadError, parse};
+use support::{ONE, assert_lines, doc, errors, warnings};
+use weir_config::parse;
 
 /// Every error line of a config that must not validate.
-fn errors(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => panic!("expected errors, got a valid config {:?}\n{text}", v.config),
-        Err(e @ LoadError::Invalid(_)) => e.lines(),
-        Err(e) => panic!("expected validation errors, got {e}\n{text}"),
-    }
-}
-
 /// Every warning of a config that must validate.
-fn warnings(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => v.warnings.iter().map(ToString::to_string).collect(),
-        Err(e) => panic!("expected a valid config, got:\n{e}\n{text}"),
-    }
-}
-
 #[test]
 fn the_base_config_is_valid() {
     assert_lines("base", &doc("", ONE), &warnings(&doc("", ONE)), &[]);

@@ -6,26 +6,11 @@
 
 mod support;
 
-use support::{CertDir, ONE, assert_lines, doc};
-use weir_config::{LoadError, parse};
+use support::{CertDir, ONE, assert_lines, doc, errors, warnings};
+use weir_config::parse;
 
 /// Every error line of a config that must not validate.
-fn errors(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => panic!("expected errors, got a valid config {:?}\n{text}", v.config),
-        Err(e @ LoadError::Invalid(_)) => e.lines(),
-        Err(e) => panic!("expected validation errors, got {e}\n{text}"),
-    }
-}
-
 /// Every warning of a config that must validate.
-fn warnings(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => v.warnings.iter().map(ToString::to_string).collect(),
-        Err(e) => panic!("expected a valid config, got:\n{e}\n{text}"),
-    }
-}
-
 /// An HTTP listener `web` → pool `web`, with `listener` appended to the
 /// listener (keys, then `[[listeners.routes]]` tables).
 fn http_doc(listener: &str) -> String {

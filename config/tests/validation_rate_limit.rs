@@ -7,24 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ONE, assert_lines, doc};
+use support::{ONE, assert_lines, doc, errors, warnings};
+use weir_config::parse;
 use weir_config::rate_limit::{KeyPart, OnError, Scope};
-use weir_config::{LoadError, parse};
-
-fn errors(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => panic!("expected errors, got a valid config {:?}\n{text}", v.config),
-        Err(e @ LoadError::Invalid(_)) => e.lines(),
-        Err(e) => panic!("expected validation errors, got {e}\n{text}"),
-    }
-}
-
-fn warnings(text: &str) -> Vec<String> {
-    match parse(text, "test.toml") {
-        Ok(v) => v.warnings.iter().map(ToString::to_string).collect(),
-        Err(e) => panic!("expected a valid config, got:\n{e}\n{text}"),
-    }
-}
 
 /// An HTTP listener with one route using `limits`, plus `top` (policies,
 /// `[redis]`) before it.

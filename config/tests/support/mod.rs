@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use weir_config::{LoadError, parse};
+
 /// A listener `db` on 127.0.0.1:6000 sending to pool `pg`, with `listener`
 /// appended to the listener and `pool` to the pool. `pool` must give the
 /// backends (start from [`ONE`]); health checks go after it as a
@@ -72,5 +74,23 @@ impl CertDir {
 impl Drop for CertDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The validation errors of `text` (one line each); panics if it is valid
+/// or fails to parse.
+pub fn errors(text: &str) -> Vec<String> {
+    match parse(text, "test.toml") {
+        Ok(v) => panic!("expected errors, got a valid config {:?}\n{text}", v.config),
+        Err(e @ LoadError::Invalid(_)) => e.lines(),
+        Err(e) => panic!("expected validation errors, got {e}\n{text}"),
+    }
+}
+
+/// The warnings of `text`, which must be valid.
+pub fn warnings(text: &str) -> Vec<String> {
+    match parse(text, "test.toml") {
+        Ok(v) => v.warnings.iter().map(ToString::to_string).collect(),
+        Err(e) => panic!("expected a valid config, got:\n{e}\n{text}"),
     }
 }
