@@ -60,16 +60,11 @@ REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-5}
 THREADS=${THREADS:-"1 2"}
 WORKLOADS=${WORKLOADS:-"h1 h2"}
-SKIP_BUILD=${SKIP_BUILD:-0}
-# Benchmark this weir binary instead of building target/release/weir.
-WEIR_BIN=${WEIR_BIN:-}
 RESULTS_OUT=${RESULTS_OUT:-}
 
 # The backend's fixed answer (22 bytes).
 BODY="hello from the backend"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 
 need wrk wrk
 need h2load nghttp2-client
@@ -79,23 +74,6 @@ need timeout coreutils
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 need "$NGINX" nginx
 need "$HAPROXY" haproxy
-
-# Waits until GET / through 127.0.0.1:$1 answers the backend's body, over
-# HTTP/1.1 and, if $2 is set, over h2c on port $2 (what for logs: $3, log $4).
-await_ready() {
-    local port=$1 h2port=$2 what=$3 log=$4 i
-    for ((i = 0; i < 100; i++)); do
-        if [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/" 2> /dev/null) == "$BODY" ]] &&
-            { [[ -z $h2port ]] ||
-                [[ $(curl -s --max-time 1 --http2-prior-knowledge "http://127.0.0.1:$h2port/" 2> /dev/null) == "$BODY" ]]; }; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "--- $log" >&2
-    tail -n 20 "$log" >&2 || true
-    die "$what on port $port${h2port:+/$h2port} does not answer"
-}
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 
@@ -114,7 +92,7 @@ declare -A port h2port pgid
 port[direct]=$backend_port
 h2port[direct]=$backend_h2_port
 pgid[direct]=$last_pid
-await_ready "$backend_port" "$backend_h2_port" "backend nginx" "$dir/error.log"
+await_http "$backend_port" "$backend_h2_port" "backend nginx" "$dir/error.log"
 
 targets=(direct)
 for t in $THREADS; do
@@ -154,7 +132,7 @@ EOF
     port[haproxy-$t]=$p
     h2port[haproxy-$t]=$p2
     pgid[haproxy-$t]=$last_pid
-    await_ready "$p" "$p2" "haproxy ($t threads)" "$dir/haproxy.log"
+    await_http "$p" "$p2" "haproxy ($t threads)" "$dir/haproxy.log"
 
     # NGINX as a proxy, t workers.
     free_port
@@ -200,7 +178,7 @@ EOF
     port[nginx-$t]=$p
     h2port[nginx-$t]=$p2
     pgid[nginx-$t]=$last_pid
-    await_ready "$p" "$p2" "nginx ($t workers)" "$dir/error.log"
+    await_http "$p" "$p2" "nginx ($t workers)" "$dir/error.log"
 
     # weir, t worker threads; HTTP/1.1 and h2c share the listener's port.
     free_port
@@ -238,7 +216,7 @@ EOF
     port[weir-$t]=$p
     h2port[weir-$t]=$p
     pgid[weir-$t]=$last_pid
-    await_ready "$p" "$p" "weir ($t threads)" "$dir/weir.log"
+    await_http "$p" "$p" "weir ($t threads)" "$dir/weir.log"
     targets+=("haproxy-$t" "nginx-$t" "weir-$t")
 done
 

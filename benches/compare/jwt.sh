@@ -36,12 +36,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-5}
 THREADS=${THREADS:-1}
-SKIP_BUILD=${SKIP_BUILD:-0}
-WEIR_BIN=${WEIR_BIN:-}
 BODY="hello from the backend"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 
 need wrk wrk
 need openssl openssl

@@ -55,15 +55,11 @@ WORKLOADS=${WORKLOADS:-"bulk1 bulk4 churn redis pgbench idle"}
 IDLE_CONNS=${IDLE_CONNS:-4000}
 REDIS_N_P1=${REDIS_N_P1:-30000}
 REDIS_N_P16=${REDIS_N_P16:-200000}
-SKIP_BUILD=${SKIP_BUILD:-0}
-WEIR_BIN=${WEIR_BIN:-}
 RESULTS_OUT=${RESULTS_OUT:-}
 
 BODY="hello from the backend"
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -n 1)

@@ -1,10 +1,19 @@
-# Shared helpers of the side-by-side benchmark scripts (http.sh, udp_dns.sh,
-# ratelimit.sh):
+# Shared helpers of the side-by-side benchmark scripts (run.sh, l4.sh,
+# http.sh, udp_dns.sh, jwt.sh, ratelimit.sh):
 # sourced, not run. They expect `set -euo pipefail`, and set:
 #   $work          a temporary directory, removed on exit
 #   $server_groups process groups of every server started (stopped on exit)
+#   $root          the repository; $weir_bin the weir to measure (WEIR_BIN,
+#                  or target/release/weir, built by `build_weir` unless
+#                  SKIP_BUILD=1)
 #   $results       (by the caller) the file `col` reads
 # The caller must set `hz` before `count_children`.
+
+SKIP_BUILD=${SKIP_BUILD:-0}
+# Benchmark this weir binary instead of building target/release/weir.
+WEIR_BIN=${WEIR_BIN:-}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 
 # Prints an error naming the calling script and exits 1.
 die() {
@@ -157,13 +166,30 @@ measure_end() {
 }
 
 # Builds weir (release, --locked) unless SKIP_BUILD=1 or WEIR_BIN names a
-# binary; dies without an executable $weir_bin. Needs $root and $weir_bin.
+# binary; dies without an executable $weir_bin.
 build_weir() {
     if [[ ${SKIP_BUILD:-0} != 1 && -z ${WEIR_BIN:-} ]]; then
         echo "building weir (release)..." >&2
         (cd "$root" && cargo build --release --locked)
     fi
     [[ -x $weir_bin ]] || die "no $weir_bin (build first)"
+}
+
+# Waits until GET / through 127.0.0.1:$1 answers "$BODY" over HTTP/1.1 and,
+# if $2 is set, over h2c on port $2; dies naming $3 with the tail of log $4.
+await_http() {
+    local port=$1 h2port=$2 what=$3 log=$4 i
+    for ((i = 0; i < 100; i++)); do
+        if [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/" 2> /dev/null) == "$BODY" ]] &&
+            { [[ -z $h2port ]] ||
+                [[ $(curl -s --max-time 1 --http2-prior-knowledge "http://127.0.0.1:$h2port/" 2> /dev/null) == "$BODY" ]]; }; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "--- $log" >&2
+    tail -n 20 "$log" >&2 || true
+    die "$what on port $port${h2port:+/$h2port} does not answer"
 }
 
 # NGINX from Debian, and the `user` line its configuration needs as root

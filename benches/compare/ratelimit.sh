@@ -36,12 +36,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-5}
 THREADS=${THREADS:-1}
-SKIP_BUILD=${SKIP_BUILD:-0}
-WEIR_BIN=${WEIR_BIN:-}
 BODY="hello from the backend"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 
 need wrk wrk
 need curl curl
@@ -49,16 +45,6 @@ need ss iproute2
 need timeout coreutils
 need redis-server redis-server
 need "$NGINX" nginx
-
-await_ready() {
-    local port=$1 what=$2 log=$3 i
-    for ((i = 0; i < 100; i++)); do
-        [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/" 2> /dev/null) == "$BODY" ]] && return 0
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2 || true
-    die "$what on port $port does not answer"
-}
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 build_weir
@@ -70,7 +56,7 @@ dir="$work/backend"
 mkdir -p "$dir"
 write_nginx_backend_conf "$dir" "$backend_port"
 spawn "$dir/stdout.log" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
-await_ready "$backend_port" "backend nginx" "$dir/error.log"
+await_http "$backend_port" "" "backend nginx" "$dir/error.log"
 
 free_port
 redis_port=$free
@@ -115,7 +101,7 @@ for target in "${targets[@]}"; do
     port[$target]=$p
     admin[$target]=$a
     pgid[$target]=$last_pid
-    await_ready "$p" "weir ($target)" "$dir/weir.log"
+    await_http "$p" "" "weir ($target)" "$dir/weir.log"
 done
 
 to_ms() {

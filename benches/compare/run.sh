@@ -53,13 +53,9 @@ DURATION=${DURATION:-2}
 THREADS=${THREADS:-"1 2"}
 WORKLOADS=${WORKLOADS:-"bulk1 bulk4 churn redis pgbench h1 h2 dns idle"}
 IDLE_CONNS=${IDLE_CONNS:-4000}
-SKIP_BUILD=${SKIP_BUILD:-0}
-WEIR_BIN=${WEIR_BIN:-}
 DOCS=${DOCS:-1}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 LOG_DIR=${LOG_DIR:-"$root/target/bench-compare"}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3

@@ -56,9 +56,6 @@ THREADS=${THREADS:-"1 2"}
 # default receive buffer holds, so the backend itself drops nothing.
 WORKLOADS=${WORKLOADS:-"20:100 100:100"}
 DNSPERF_THREADS=${DNSPERF_THREADS:-1}
-SKIP_BUILD=${SKIP_BUILD:-0}
-# Benchmark this weir binary instead of building target/release/weir.
-WEIR_BIN=${WEIR_BIN:-}
 # For a machine shared with other work (builds, noisy neighbours): wait up to
 # IDLE_WAIT seconds for an idle moment before each run, and run again (up to
 # RETRIES times) a run during which other work took more than MAX_OTHER % of
@@ -73,8 +70,6 @@ NAME=who.weir.test
 ANSWER=10.53.0.1
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-weir_bin=${WEIR_BIN:-"$root/target/release/weir"}
 
 need dnsperf dnsperf
 need dig bind9-dnsutils
