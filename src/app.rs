@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use weir_common::pool::{PoolRuntime, PoolSpec};
 use weir_common::shutdown::{Drain, Shutdown};
+use weir_common::workers::Workers;
 use weir_config::Config;
 use weir_config::Protocol;
 use weir_l4::TcpService;
@@ -151,6 +152,8 @@ impl TlsReloader {
 #[derive(Debug)]
 pub struct App {
     config: Config,
+    /// Worker threads to serve on (`runtime.worker_threads`).
+    workers: usize,
     pools: Vec<Arc<PoolRuntime>>,
     services: Vec<Service>,
     admin: Option<std::net::TcpListener>,
@@ -178,19 +181,18 @@ fn pool_spec(p: &weir_config::Pool) -> PoolSpec {
 }
 
 /// Builds a UDP listener's runtime settings; `udp_listeners` share the
-/// default flow budget.
-fn udp_settings(l: &weir_config::Listener, udp_listeners: usize) -> UdpSettings {
+/// default flow budget; one socket per worker unless configured.
+fn udp_settings(l: &weir_config::Listener, udp_listeners: usize, workers: usize) -> UdpSettings {
     let o = l.udp.clone().unwrap_or(weir_config::UdpOptions {
         responses: None,
         max_flows: None,
         max_datagram_size: weir_l4::udp::MAX_DATAGRAM,
         sockets: None,
     });
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     UdpSettings {
         name: l.name.clone(),
         bind: l.bind.clone(),
-        sockets_per_address: o.sockets.unwrap_or(cores),
+        sockets_per_address: o.sockets.unwrap_or(workers),
         idle_timeout: l.idle_timeout,
         responses: o.responses,
         max_flows: o
@@ -204,6 +206,10 @@ impl App {
     /// Binds every listener and the admin listener. On any failure, every
     /// socket bound so far is closed and the error names the address.
     pub fn bind(config: Config) -> Result<Self, StartError> {
+        let workers = config
+            .runtime
+            .worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
         let pools: Vec<Arc<PoolRuntime>> = config
             .pools
             .iter()
@@ -248,10 +254,11 @@ impl App {
                         .ok_or_else(|| StartError::NoPool(l.name.clone()))
                 };
                 Ok(match l.protocol {
-                    Protocol::Tcp => Service::Tcp(Box::new(TcpService::bind(l, pool()?)?)),
-                    Protocol::Udp => {
-                        Service::Udp(UdpService::bind(&udp_settings(l, udp_listeners), pool()?)?)
-                    }
+                    Protocol::Tcp => Service::Tcp(Box::new(TcpService::bind(l, pool()?, workers)?)),
+                    Protocol::Udp => Service::Udp(UdpService::bind(
+                        &udp_settings(l, udp_listeners, workers),
+                        pool()?,
+                    )?),
                     #[cfg(feature = "l7")]
                     Protocol::Http | Protocol::Https => Service::Http(weir_l7::HttpService::bind(
                         l,
@@ -260,6 +267,7 @@ impl App {
                         Arc::clone(&outliers),
                         Arc::clone(&auth),
                         Arc::clone(&rate_limits),
+                        workers,
                     )?),
                     #[cfg(not(feature = "l7"))]
                     Protocol::Http | Protocol::Https => {
@@ -270,6 +278,7 @@ impl App {
             .collect::<Result<Vec<_>, StartError>>()?;
         Ok(Self {
             config,
+            workers,
             pools,
             services,
             admin,
@@ -315,8 +324,11 @@ impl App {
 
     /// Serves until `shutdown` fires; then stops accepting, lets open
     /// connections finish for up to the configured grace period, closes the
-    /// rest and returns.
+    /// rest and returns. Traffic is served on worker threads of weir's own
+    /// ([`Workers`]); health checks, the admin listener and key refreshes run
+    /// on the caller's runtime.
     pub async fn run(self, shutdown: Shutdown) -> io::Result<()> {
+        let workers = Workers::start(self.workers)?;
         let (hard_trigger, hard_stop) = Shutdown::new();
         let (tasks_trigger, tasks_stop) = Shutdown::new();
         let drain = Drain::new();
@@ -336,14 +348,15 @@ impl App {
         }
         let mut servers = tokio::task::JoinSet::new();
         for service in self.services {
+            let on = workers.handles().to_vec();
             match service {
                 Service::Tcp(s) => {
-                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone()))
+                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone(), on))
                 }
-                Service::Udp(s) => servers.spawn(s.serve(shutdown.clone())),
+                Service::Udp(s) => servers.spawn(s.serve(shutdown.clone(), on)),
                 #[cfg(feature = "l7")]
                 Service::Http(s) => {
-                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone()))
+                    servers.spawn(s.serve(shutdown.clone(), hard_stop.clone(), drain.clone(), on))
                 }
             };
         }
@@ -376,6 +389,7 @@ impl App {
         for task in background {
             let _ = task.await;
         }
+        workers.stop().await;
         tracing::info!("weir stopped");
         Ok(())
     }

@@ -109,18 +109,19 @@ fn config_error(origin: &str, e: &weir_config::LoadError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
-    }
-    builder.build().context("cannot start the async runtime")
+/// The control thread's runtime: start-up, signals, health checks, the
+/// admin listener. Traffic is served on `runtime.worker_threads` worker
+/// threads that [`App::run`] starts, each with a runtime of its own.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Binds everything, then serves until a signal. `banner` is printed once bound.
 fn serve(config: weir_config::Config, banner: Option<String>) -> ExitCode {
-    let rt = match runtime(config.runtime.worker_threads) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -205,7 +206,14 @@ async fn on_sighup(reloader: TlsReloader) {
 }
 
 fn demo_main(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {
-    let rt = match runtime(None) {
+    // The demo backends run on a thread of their own while `serve` blocks
+    // this one.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the demo backends' runtime");
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -232,7 +240,7 @@ fn demo_main(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitC
         Err(e) => return config_error("demo", &e),
     };
     let banner = demo::banner(listen, admin, &backends);
-    // The demo backends keep running on `rt`'s worker threads; weir gets its own runtime.
+    // The demo backends keep running on `rt`'s thread; weir gets its own runtime.
     let code = serve(config, Some(banner));
     drop(rt);
     code

@@ -4,8 +4,8 @@
 //! *select* (the [`select::Selector`] over a [`backend::BackendSet`]), the
 //! health machinery that decides which backends are ready, rate-limit buckets
 //! ([`rate`]), the listener seam
-//! (binding and the accept-error policy), shutdown/drain signalling, and the
-//! metric names. It depends on none of weir's crates; the pure parts
+//! (binding and the accept-error policy), the worker threads ([`workers`]),
+//! shutdown/drain signalling, and the metric names. It depends on none of weir's crates; the pure parts
 //! ([`select`], [`health::HealthState`], [`hash`]) do not touch tokio.
 
 #![forbid(unsafe_code)]
@@ -19,3 +19,4 @@ pub mod pool;
 pub mod rate;
 pub mod select;
 pub mod shutdown;
+pub mod workers;

@@ -27,6 +27,23 @@ pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListe
     Ok(socket.into())
 }
 
+/// Binds `copies` (at least one) TCP listening sockets on `addr`, one per
+/// worker thread; `SO_REUSEPORT` lets the kernel spread new connections over
+/// them. For port 0 the first socket's port is used for the rest.
+pub fn bind_tcp_copies(
+    addr: SocketAddr,
+    backlog: u32,
+    copies: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = bind_tcp(addr, backlog)?;
+    let actual = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..copies.max(1) {
+        sockets.push(bind_tcp(actual, backlog)?);
+    }
+    Ok(sockets)
+}
+
 /// Binds a UDP socket ready for tokio, with SO_REUSEPORT so several sockets
 /// can share one address (the kernel spreads clients across them by their
 /// address, so each client stays on one socket).
@@ -245,6 +262,32 @@ mod tests {
         assert_eq!(*pauses.last().unwrap(), AcceptBackoff::MAX);
         b.reset();
         assert_eq!(b.pause(AcceptErrorKind::Exhausted), AcceptBackoff::FIRST);
+    }
+
+    #[test]
+    fn copies_share_the_port_chosen_for_port_zero() {
+        let sockets = bind_tcp_copies("127.0.0.1:0".parse().unwrap(), 16, 3).unwrap();
+        assert_eq!(sockets.len(), 3);
+        let addr = sockets[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        for s in &sockets {
+            assert_eq!(s.local_addr().unwrap(), addr);
+        }
+        // Every connection lands in exactly one copy's queue.
+        let clients: Vec<_> = (0..24)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut accepted = 0;
+        while accepted < clients.len() && std::time::Instant::now() < deadline {
+            for s in &sockets {
+                while s.accept().is_ok() {
+                    accepted += 1;
+                }
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(accepted, clients.len());
     }
 
     #[test]

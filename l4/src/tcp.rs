@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use weir_common::listener::{Accepted, Acceptor, bind_tcp};
+use weir_common::listener::{Accepted, Acceptor, bind_tcp_copies};
 use weir_common::metrics as names;
 use weir_common::shutdown::{Drain, Shutdown};
 use weir_config::Listener;
@@ -80,21 +81,27 @@ struct Shared {
 }
 
 impl TcpService {
-    /// Binds every address of `config`; on any failure nothing stays bound.
-    pub fn bind(config: &Listener, pool: Arc<PoolRuntime>) -> Result<Self, BindError> {
-        let sockets = config
-            .bind
-            .iter()
-            .map(|&addr| {
-                let socket = bind_tcp(addr, config.backlog).map_err(|source| BindError {
+    /// Binds every address of `config`, `workers` sockets each (one per
+    /// worker thread, see [`weir_common::workers`]); on any failure nothing
+    /// stays bound.
+    pub fn bind(
+        config: &Listener,
+        pool: Arc<PoolRuntime>,
+        workers: usize,
+    ) -> Result<Self, BindError> {
+        let mut sockets = Vec::new();
+        for &addr in &config.bind {
+            let copies =
+                bind_tcp_copies(addr, config.backlog, workers).map_err(|source| BindError {
                     listener: config.name.clone(),
                     addr,
                     source,
                 })?;
-                connect::tune_listener(&socket, config.keepalive);
-                Ok(socket)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            for socket in &copies {
+                connect::tune_listener(socket, config.keepalive);
+            }
+            sockets.extend(copies);
+        }
         Ok(Self {
             config: config.clone(),
             sockets,
@@ -107,22 +114,27 @@ impl TcpService {
         &self.config.name
     }
 
-    /// The bound addresses (port 0 resolved).
+    /// The bound addresses (port 0 resolved), one per configured address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
+        let mut addrs: Vec<SocketAddr> = self
+            .sockets
             .iter()
             .filter_map(|s| s.local_addr().ok())
-            .collect()
+            .collect();
+        addrs.dedup();
+        addrs
     }
 
     /// Serves until `shutdown`: accept loops stop, and this returns. Open
     /// connections carry on (each holds a `drain` guard) until they end or
-    /// `hard_stop` fires.
+    /// `hard_stop` fires. Socket `i` of each address is served by worker
+    /// `i % workers.len()`, where its connections then live.
     pub async fn serve(
         self,
         shutdown: Shutdown,
         hard_stop: Shutdown,
         drain: Drain,
+        workers: Vec<Handle>,
     ) -> io::Result<()> {
         let shared = Arc::new(Shared {
             metrics: ListenerMetrics::new(&self.config.name),
@@ -131,21 +143,21 @@ impl TcpService {
             config: self.config,
             pool: self.pool,
         });
-        let mut loops = tokio::task::JoinSet::new();
-        for socket in self.sockets {
-            let listener = TcpListener::from_std(socket)?;
+        weir_common::workers::serve_each(&workers, self.sockets, |socket| {
             let (shared, shutdown, hard_stop, drain) = (
                 Arc::clone(&shared),
                 shutdown.clone(),
                 hard_stop.clone(),
                 drain.clone(),
             );
-            loops.spawn(
-                async move { accept_loop(listener, shared, shutdown, hard_stop, drain).await },
-            );
-        }
-        while loops.join_next().await.is_some() {}
-        Ok(())
+            async move {
+                // Registered with the worker's own reactor.
+                let listener = TcpListener::from_std(socket)?;
+                accept_loop(listener, shared, shutdown, hard_stop, drain).await;
+                Ok(())
+            }
+        })
+        .await
     }
 }
 

@@ -90,7 +90,8 @@ pub struct Forwarding {
 impl Gateway {
     /// A gateway over `options.routes`, with pooled connections to every
     /// pool's backends. `pools` and `pool_configs` are indexed like the
-    /// configuration's pools. Fails (naming the pool) when a TLS pool's
+    /// configuration's pools; backend connections are kept per worker
+    /// thread (`workers` of them). Fails (naming the pool) when a TLS pool's
     /// files no longer load.
     pub fn new(
         listener: &str,
@@ -99,6 +100,7 @@ impl Gateway {
         pool_configs: &[weir_config::Pool],
         access_log: AccessLogger,
         outliers: Arc<Outliers>,
+        workers: usize,
     ) -> Result<Self, (String, UpstreamTlsError)> {
         let routes = RouteTable::new(options.routes.clone());
         let request_keys = pool_configs.iter().map(|p| p.request_key.clone()).collect();
@@ -115,6 +117,7 @@ impl Gateway {
                 let tls = tls_side(p).map_err(|e| (p.name.clone(), e))?;
                 Ok(Arc::new(Upstream::new(
                     p.backends.len(),
+                    workers,
                     p.http_version.is_http2(),
                     tls,
                 )))

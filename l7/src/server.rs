@@ -14,8 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
-use weir_common::listener::{Accepted, Acceptor, bind_tcp};
+use weir_common::listener::{Accepted, Acceptor, bind_tcp_copies};
 use weir_common::metrics as names;
 use weir_common::pool::PoolRuntime;
 use weir_common::shutdown::{Drain, Shutdown};
@@ -90,6 +91,7 @@ impl HttpService {
     /// `pool_configs` (their request keys and HTTP versions) are indexed like
     /// the configuration's pools; `outliers` is shared by every HTTP listener
     /// so a pool has one outlier detector; `auth` (the JWT providers) too.
+    /// Every address gets `workers` sockets, one per worker thread.
     pub fn bind(
         config: &Listener,
         pools: Vec<Arc<PoolRuntime>>,
@@ -97,6 +99,7 @@ impl HttpService {
         outliers: Arc<Outliers>,
         auth: Arc<crate::auth::Auth>,
         rate_limits: Arc<crate::ratelimit::RateLimits>,
+        workers: usize,
     ) -> Result<Self, HttpStartError> {
         let options = config.http.clone().unwrap_or_else(|| HttpOptions {
             header_read_timeout: Duration::from_secs(10),
@@ -110,17 +113,18 @@ impl HttpService {
             via: None,
             routes: Vec::new(),
         });
-        let sockets = config
-            .bind
-            .iter()
-            .map(|&addr| {
-                bind_tcp(addr, config.backlog).map_err(|source| HttpStartError::Bind {
-                    listener: config.name.clone(),
-                    addr,
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sockets = Vec::new();
+        for &addr in &config.bind {
+            sockets.extend(
+                bind_tcp_copies(addr, config.backlog, workers).map_err(|source| {
+                    HttpStartError::Bind {
+                        listener: config.name.clone(),
+                        addr,
+                        source,
+                    }
+                })?,
+            );
+        }
         let access_log = AccessLogger::open(&options.access_log).map_err(|source| {
             HttpStartError::AccessLog {
                 listener: config.name.clone(),
@@ -145,6 +149,7 @@ impl HttpService {
             pool_configs,
             access_log,
             outliers,
+            workers,
         )
         .map_err(|(pool, source)| HttpStartError::UpstreamTls { pool, source })?
         .with_auth(auth)
@@ -169,27 +174,30 @@ impl HttpService {
         &self.name
     }
 
-    /// The bound addresses.
+    /// The bound addresses, one per configured address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
+        let mut addrs: Vec<SocketAddr> = self
+            .sockets
             .iter()
             .filter_map(|s| s.local_addr().ok())
-            .collect()
+            .collect();
+        addrs.dedup();
+        addrs
     }
 
     /// Serves until `shutdown`; open connections finish their requests
-    /// (graceful) until `hard_stop`.
+    /// (graceful) until `hard_stop`. Socket `i` of each address is served by
+    /// worker `i % workers.len()`, where its connections then live.
     pub async fn serve(
         self,
         shutdown: Shutdown,
         hard_stop: Shutdown,
         drain: Drain,
+        workers: Vec<Handle>,
     ) -> io::Result<()> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let builder = Arc::new(builder(&self.options));
-        let mut loops = tokio::task::JoinSet::new();
-        for socket in self.sockets {
-            let listener = TcpListener::from_std(socket)?;
+        weir_common::workers::serve_each(&workers, self.sockets, |socket| {
             let conn = ConnContext {
                 gateway: Arc::clone(&self.gateway),
                 builder: Arc::clone(&builder),
@@ -199,15 +207,15 @@ impl HttpService {
                 shutdown: shutdown.clone(),
                 hard_stop: hard_stop.clone(),
             };
-            loops.spawn(accept_loop(
-                listener,
-                conn,
-                Arc::clone(&limit),
-                drain.clone(),
-            ));
-        }
-        while loops.join_next().await.is_some() {}
-        Ok(())
+            let (limit, drain) = (Arc::clone(&limit), drain.clone());
+            async move {
+                // Registered with the worker's own reactor.
+                let listener = TcpListener::from_std(socket)?;
+                accept_loop(listener, conn, limit, drain).await;
+                Ok(())
+            }
+        })
+        .await
     }
 }
 

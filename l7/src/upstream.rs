@@ -20,6 +20,12 @@
 //!
 //! Every connection's I/O runs in a task of its own (hyper's design); the
 //! request hands over to it through hyper's dispatch channel.
+//!
+//! Both are kept **per worker thread** (`weir_common::workers`): a request
+//! uses only connections its own worker made, so a connection's task and
+//! the requests it serves share one thread, as in NGINX's per-worker
+//! keep-alive pools. A backend therefore sees up to one HTTP/2 connection,
+//! and one set of idle HTTP/1.1 connections, per worker.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -67,10 +73,13 @@ struct Conns {
     h2_connect: tokio::sync::Mutex<Option<(Instant, ConnectFailure)>>,
 }
 
-/// The connections of one pool, by backend index (configuration order).
+/// The connections of one pool, by backend index (configuration order)
+/// and worker.
 pub struct Upstream {
     http2: bool,
     tls: Option<TlsSide>,
+    workers: usize,
+    /// Backend `i`'s connections made on worker `w` are at `i * workers + w`.
     backends: Vec<Conns>,
 }
 
@@ -79,7 +88,8 @@ impl std::fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("http2", &self.http2)
             .field("tls", &self.tls.is_some())
-            .field("backends", &self.backends.len())
+            .field("backends", &(self.backends.len() / self.workers))
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -88,7 +98,8 @@ impl std::fmt::Debug for Upstream {
 /// response body ends cleanly, closed otherwise.
 pub struct Lease {
     upstream: Arc<Upstream>,
-    index: usize,
+    /// The connection's slot in `Upstream::backends`.
+    slot: usize,
     sender: Option<Sender1>,
 }
 
@@ -102,7 +113,7 @@ impl Lease {
         if sender.is_closed() {
             return;
         }
-        let Some(conns) = self.upstream.backends.get(self.index) else {
+        let Some(conns) = self.upstream.backends.get(self.slot) else {
             return;
         };
         let Ok(mut idle) = conns.idle.lock() else {
@@ -128,14 +139,21 @@ fn expire(idle: &mut VecDeque<(Sender1, Instant)>, now: Instant) {
 }
 
 impl Upstream {
-    /// A pool of `backends` connections; HTTP/2 when `http2`, TLS when
-    /// `tls` is given.
-    pub fn new(backends: usize, http2: bool, tls: Option<TlsSide>) -> Self {
+    /// A pool of `backends` connections for `workers` worker threads;
+    /// HTTP/2 when `http2`, TLS when `tls` is given.
+    pub fn new(backends: usize, workers: usize, http2: bool, tls: Option<TlsSide>) -> Self {
+        let workers = workers.max(1);
         Self {
             http2,
             tls,
-            backends: (0..backends).map(|_| Conns::default()).collect(),
+            workers,
+            backends: (0..backends * workers).map(|_| Conns::default()).collect(),
         }
+    }
+
+    /// Where the calling worker keeps backend `index`'s connections.
+    fn slot(&self, index: usize) -> usize {
+        index * self.workers + weir_common::workers::index() % self.workers
     }
 
     /// Sends `req` to backend `index` at `addr`, on a pooled connection or
@@ -191,7 +209,7 @@ impl Upstream {
                 Ok(resp) => {
                     let lease = Lease {
                         upstream: Arc::clone(self),
-                        index,
+                        slot: self.slot(index),
                         sender: Some(sender),
                     };
                     return Ok((resp, Some(lease)));
@@ -210,7 +228,7 @@ impl Upstream {
     /// still open; connections idle longer than [`IDLE_TIMEOUT`] are closed
     /// on the way (a middlebox may have forgotten them).
     fn checkout(&self, index: usize) -> Option<Sender1> {
-        let conns = self.backends.get(index)?;
+        let conns = self.backends.get(self.slot(index))?;
         let mut idle = conns.idle.lock().ok()?;
         expire(&mut idle, Instant::now());
         while let Some((sender, _)) = idle.pop_back() {
@@ -254,7 +272,7 @@ impl Upstream {
 
     /// Backend `index`'s open HTTP/2 connection, if it has one.
     fn shared_h2(&self, index: usize) -> Option<Sender2> {
-        let guard = self.backends.get(index)?.h2.lock().ok()?;
+        let guard = self.backends.get(self.slot(index))?.h2.lock().ok()?;
         guard.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
@@ -270,7 +288,7 @@ impl Upstream {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Sender2, UpstreamError> {
-        let Some(conns) = self.backends.get(index) else {
+        let Some(conns) = self.backends.get(self.slot(index)) else {
             return Err(UpstreamError::Connect(ConnectFailure::Other));
         };
         let asked = Instant::now();
@@ -300,7 +318,7 @@ impl Upstream {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Sender2, UpstreamError> {
-        let shared = self.backends.get(index).map(|c| &c.h2);
+        let shared = self.backends.get(self.slot(index)).map(|c| &c.h2);
         let stream = self.stream(index, addr, timeout).await?;
         if self.tls.is_some() && !stream.is_h2() {
             tracing::warn!(%addr, "backend did not negotiate h2 over TLS (ALPN)");

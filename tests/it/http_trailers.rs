@@ -106,7 +106,12 @@ async fn get_with_te(weir: std::net::SocketAddr, te: Option<&str>) -> (Bytes, Op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_trailers_reach_a_client_that_accepts_them() {
     let (backend, seen, connections) = trailer_backend().await;
-    let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend]).await;
+    // One worker: both client connections then share its backend connections.
+    let weir = Weir::start(
+        &Weir::workers(1, &Weir::http("round_robin", "", "")),
+        &[backend],
+    )
+    .await;
 
     let (body, trailers) = get_with_te(weir.addr, Some("trailers")).await;
     assert_eq!(body, "hello");

@@ -10,12 +10,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::Weir;
+
+fn one_worker(toml: &str) -> String {
+    Weir::workers(1, toml)
+}
 use crate::support::fake_http::{FakeHttp, get, read_response, req, try_send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_to_a_backend_are_reused() {
     let backend = FakeHttp::start("b0").await;
-    let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend.addr]).await;
+    let weir = Weir::start(
+        &one_worker(&Weir::http("round_robin", "", "")),
+        &[backend.addr],
+    )
+    .await;
     // Each `get` is a new client connection; one backend connection serves
     // them all, one after another.
     for i in 0..30 {
@@ -30,10 +38,39 @@ async fn keep_alive_connections_to_a_backend_are_reused() {
     weir.stop().await;
 }
 
+/// Each worker thread keeps its own backend connections: sequential
+/// clients, spread over two workers by the kernel, make the backend see one
+/// connection per worker — each reused, none per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_keeps_its_own_backend_connections() {
+    let backend = FakeHttp::start("b0").await;
+    let weir = Weir::start(
+        &Weir::workers(2, &Weir::http("round_robin", "", "")),
+        &[backend.addr],
+    )
+    .await;
+    // 40 client connections from fresh ports: the chance that the kernel
+    // puts all of them on one worker's socket is 2^-39.
+    for i in 0..40 {
+        assert_eq!(get(weir.addr, &format!("/r{i}")).await.status, 200);
+    }
+    assert_eq!(backend.requests(), 40);
+    assert_eq!(
+        backend.connections(),
+        2,
+        "one backend connection per worker"
+    );
+    weir.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_cut_short_does_not_return_its_connection() {
     let backend = FakeHttp::start("b0").await;
-    let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend.addr]).await;
+    let weir = Weir::start(
+        &one_worker(&Weir::http("round_robin", "", "")),
+        &[backend.addr],
+    )
+    .await;
     assert_eq!(get(weir.addr, "/first").await.status, 200);
     assert_eq!(backend.connections(), 1);
     // The backend dies mid-body on its connection: the client sees a
@@ -53,7 +90,11 @@ async fn a_response_cut_short_does_not_return_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_the_backend_closed_is_replaced_without_an_error() {
     let backend = FakeHttp::start("b0").await;
-    let weir = Weir::start(&Weir::http("round_robin", "", ""), &[backend.addr]).await;
+    let weir = Weir::start(
+        &one_worker(&Weir::http("round_robin", "", "")),
+        &[backend.addr],
+    )
+    .await;
     assert_eq!(get(weir.addr, "/warm").await.status, 200);
     // The backend goes away with weir's idle connection and comes back on
     // the same port: the pooled connection is dead, whether or not weir has
@@ -119,7 +160,12 @@ async fn early_answering_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() {
     let (backend, connections) = early_answering_backend().await;
     let routes = "\n[[listeners.routes]]\nname = \"all\"\npath_prefix = \"/\"\npool = \"{pool}\"\nresponse_timeout = \"3s\"\n";
-    let weir = Weir::start(&Weir::http_routes("round_robin", routes, ""), &[backend]).await;
+    // One worker, or the next request could get a connection of its own anyway.
+    let weir = Weir::start(
+        &one_worker(&Weir::http_routes("round_robin", routes, "")),
+        &[backend],
+    )
+    .await;
     // A client starts a large upload and stops sending; the backend answers
     // 401 before reading it.
     let mut uploader = TcpStream::connect(weir.addr).await.unwrap();
@@ -140,13 +186,13 @@ async fn a_connection_still_sending_an_upload_is_not_lent_to_the_next_request() 
 }
 
 /// A burst of requests meeting an HTTP/2 pool with no connection yet opens
-/// one connection, which they all share — not one per request in flight
-/// (each would be kept only until the next replaced it).
+/// one connection per worker, which they all share — not one per request in
+/// flight (each would be kept only until the next replaced it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_to_a_cold_http2_backend_opens_one_connection() {
     let backend = FakeHttp::start("b0").await;
     let weir = Weir::start(
-        &Weir::http("round_robin", "", "http_version = \"h2c\""),
+        &one_worker(&Weir::http("round_robin", "", "http_version = \"h2c\"")),
         &[backend.addr],
     )
     .await;

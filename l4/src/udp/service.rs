@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use weir_common::backend::Backend;
@@ -259,31 +260,36 @@ impl UdpService {
         addrs
     }
 
-    /// Serves until `shutdown`, then closes every flow.
-    pub async fn serve(self, shutdown: Shutdown) -> io::Result<()> {
+    /// Serves until `shutdown`, then closes every flow. Socket `i` is
+    /// served by worker `i % workers.len()`, where its flows then live.
+    pub async fn serve(self, shutdown: Shutdown, workers: Vec<Handle>) -> io::Result<()> {
         let metrics = Arc::new(Metrics::new(&self.settings.name, &self.pool));
         let per_socket = (self.settings.max_flows / self.sockets.len().max(1)).max(1);
-        let mut loops = tokio::task::JoinSet::new();
-        for socket in self.sockets {
-            let shared = Arc::new(SocketShared {
-                listener: Arc::new(UdpSocket::from_std(socket)?),
-                table: Mutex::new(FlowTable::new(
-                    per_socket,
-                    self.settings.idle_timeout,
-                    self.settings.responses,
-                )),
-                pool: Arc::clone(&self.pool),
-                metrics: Arc::clone(&metrics),
-                max_datagram: self.settings.max_datagram_size,
-                next_id: AtomicU64::new(0),
-                lingering: AtomicUsize::new(0),
-                max_lingering: (per_socket / 8).max(16),
-                shutdown: shutdown.clone(),
-            });
-            loops.spawn(socket_loop(shared));
-        }
-        while loops.join_next().await.is_some() {}
-        Ok(())
+        let settings = self.settings;
+        let pool = self.pool;
+        weir_common::workers::serve_each(&workers, self.sockets, |socket| {
+            let (pool, metrics, shutdown) =
+                (Arc::clone(&pool), Arc::clone(&metrics), shutdown.clone());
+            let (idle_timeout, responses) = (settings.idle_timeout, settings.responses);
+            let max_datagram = settings.max_datagram_size;
+            async move {
+                let shared = Arc::new(SocketShared {
+                    // Registered with the worker's own reactor.
+                    listener: Arc::new(UdpSocket::from_std(socket)?),
+                    table: Mutex::new(FlowTable::new(per_socket, idle_timeout, responses)),
+                    pool,
+                    metrics,
+                    max_datagram,
+                    next_id: AtomicU64::new(0),
+                    lingering: AtomicUsize::new(0),
+                    max_lingering: (per_socket / 8).max(16),
+                    shutdown,
+                });
+                socket_loop(shared).await;
+                Ok(())
+            }
+        })
+        .await
     }
 }
 

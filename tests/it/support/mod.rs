@@ -117,6 +117,19 @@ impl Weir {
         )
     }
 
+    /// `toml` (from [`Weir::simple`] and friends) served by `n` worker
+    /// threads: connections spread over them by the kernel, and the gateway
+    /// keeps backend connections per worker, so tests that count backend
+    /// connections fix the number.
+    pub fn workers(n: usize, toml: &str) -> String {
+        assert!(toml.contains("[runtime]\n"), "a Weir::simple-style config");
+        toml.replacen(
+            "[runtime]\n",
+            &format!("[runtime]\nworker_threads = {n}\n"),
+            1,
+        )
+    }
+
     /// Like [`Weir::simple`], for a UDP listener.
     pub fn udp(algorithm: &str, extra_listener: &str, extra_pool: &str) -> String {
         Self::simple(
