@@ -21,8 +21,12 @@ pub struct BackendState {
     /// Ejected by outlier detection for a while (L7 passive checks).
     ejected: AtomicBool,
     /// The rise/fall machine fed by probes and by real traffic. Locked only
-    /// when a probe or a connection attempt reports, never to pick.
+    /// when a probe or a connection attempt reports something that may
+    /// change it, never to pick.
     health: Mutex<HealthState>,
+    /// `health` has a streak of observations against its verdict (kept in
+    /// step under its lock): a success while up without one changes nothing.
+    streak: AtomicBool,
 }
 
 impl BackendState {
@@ -33,6 +37,7 @@ impl BackendState {
             healthy: AtomicBool::new(health.is_up()),
             draining: AtomicBool::new(false),
             ejected: AtomicBool::new(false),
+            streak: AtomicBool::new(health.in_streak()),
             health: Mutex::new(health),
         }
     }
@@ -79,12 +84,21 @@ impl BackendState {
 
     /// Feeds one observation (a probe result, or a real connection's outcome)
     /// to the rise/fall machine. Returns the new state when it changed.
+    ///
+    /// The common case — a success while up, with no failure streak to
+    /// break — changes nothing and is answered without the lock, which
+    /// every worker thread would otherwise take for every connection or
+    /// request. (A failure racing it may be ordered after it either way.)
     pub fn observe(&self, ok: bool) -> Option<bool> {
+        if ok && self.is_healthy() && !self.streak.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut health = match self.health.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         let changed = health.observe(ok);
+        self.streak.store(health.in_streak(), Ordering::Relaxed);
         if changed.is_some() {
             self.healthy.store(health.is_up(), Ordering::Relaxed);
         }
@@ -99,6 +113,7 @@ impl BackendState {
             Err(poisoned) => poisoned.into_inner(),
         };
         health.force(up);
+        self.streak.store(false, Ordering::Relaxed);
         self.healthy.store(up, Ordering::Relaxed);
     }
 
@@ -185,5 +200,34 @@ impl BackendSet {
     /// The backend at `index`.
     pub fn get(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successes_skip_the_lock_only_when_they_change_nothing() {
+        let b = BackendState::new(HealthState::new(2, 2, true));
+        assert_eq!(b.observe(false), None);
+        assert_eq!(b.observe(true), None, "breaks the failure streak");
+        assert_eq!(b.observe(false), None, "so one failure does not fall");
+        assert_eq!(b.observe(false), Some(false));
+        assert!(!b.is_healthy());
+        assert_eq!(b.observe(true), None);
+        assert_eq!(b.observe(true), Some(true), "rise 2 while down");
+        for _ in 0..10 {
+            assert_eq!(b.observe(true), None);
+        }
+        assert_eq!(b.observe(false), None);
+        assert_eq!(
+            b.observe(false),
+            Some(false),
+            "the fast path kept no stale streak"
+        );
+        b.force(true);
+        assert_eq!(b.observe(false), None, "force cleared the streak");
+        assert_eq!(b.observe(false), Some(false));
     }
 }

@@ -48,7 +48,11 @@ impl PoolOutliers {
             return;
         };
         if !failed {
-            state.consecutive.store(0, Ordering::Relaxed);
+            // Read first: a store on every success would pull the line away
+            // from the other workers for nothing.
+            if state.consecutive.load(Ordering::Relaxed) != 0 {
+                state.consecutive.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let run = state.consecutive.fetch_add(1, Ordering::Relaxed) + 1;

@@ -31,6 +31,11 @@ impl HealthState {
         self.up
     }
 
+    /// True while observations against the verdict are being counted.
+    pub fn in_streak(&self) -> bool {
+        self.streak > 0
+    }
+
     /// Feeds one observation; returns `Some(new_verdict)` when it flips.
     pub fn observe(&mut self, ok: bool) -> Option<bool> {
         if ok == self.up {
