@@ -7,7 +7,7 @@
 //! spawned per request to watch a connection become idle again.
 //!
 //! - **HTTP/1.1**: each backend keeps a stack of idle connections (most
-//!   recently used first, at most [`MAX_IDLE`], closed after [`IDLE_TIMEOUT`]
+//!   recently used first, at most [`MAX_IDLE`] per worker, closed after [`IDLE_TIMEOUT`]
 //!   unused). A request takes one (or connects); the connection goes back
 //!   when the response body has been read to its end and the request body
 //!   sent whole ([`Lease::release`], called by the gateway), and is dropped
@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use crate::body::ProxyBody;
 use crate::connector::{ConnectFailure, Stream, TlsSide, connect};
 
-/// Most idle HTTP/1.1 connections kept per backend.
+/// Most idle HTTP/1.1 connections kept per backend by each worker thread.
 pub const MAX_IDLE: usize = 512;
 
 /// An idle HTTP/1.1 connection unused this long is closed.
