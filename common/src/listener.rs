@@ -44,6 +44,17 @@ pub fn bind_tcp_copies(
     Ok(sockets)
 }
 
+/// The distinct bound addresses of `sockets` in order (the copies of one
+/// address that [`bind_tcp_copies`] makes are adjacent), read with `addr`.
+pub fn distinct_addrs<S>(
+    sockets: &[S],
+    addr: impl Fn(&S) -> io::Result<SocketAddr>,
+) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| addr(s).ok()).collect();
+    addrs.dedup();
+    addrs
+}
+
 /// Binds a UDP socket ready for tokio, with SO_REUSEPORT so several sockets
 /// can share one address (the kernel spreads clients across them by their
 /// address, so each client stays on one socket).

@@ -116,13 +116,7 @@ impl TcpService {
 
     /// The bound addresses (port 0 resolved), one per configured address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        let mut addrs: Vec<SocketAddr> = self
-            .sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect();
-        addrs.dedup();
-        addrs
+        weir_common::listener::distinct_addrs(&self.sockets, std::net::TcpListener::local_addr)
     }
 
     /// Serves until `shutdown`: accept loops stop, and this returns. Open

@@ -251,13 +251,7 @@ impl UdpService {
 
     /// The bound addresses (one per configured address).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        let mut addrs: Vec<SocketAddr> = self
-            .sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect();
-        addrs.dedup();
-        addrs
+        weir_common::listener::distinct_addrs(&self.sockets, std::net::UdpSocket::local_addr)
     }
 
     /// Serves until `shutdown`, then closes every flow. Socket `i` is
