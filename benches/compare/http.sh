@@ -142,22 +142,10 @@ EOF
     dir="$work/nginx-$t"
     mkdir -p "$dir"
     cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-master_process on;
-worker_processes $t;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
+$(nginx_main "$dir" "$t")
 events { worker_connections 8192; }
 http {
-    access_log off;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
+$(nginx_http_common "$dir")
     upstream backend {
         server 127.0.0.1:$backend_port;
         keepalive 64;

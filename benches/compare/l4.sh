@@ -147,13 +147,8 @@ EOF
     nginx)
         cat > "$dir/nginx.conf" << EOF
 load_module $STREAM_MODULE;
-$user_line
-daemon off;
-master_process on;
-worker_processes $t;
+$(nginx_main "$dir" "$t")
 worker_rlimit_nofile 19000;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
 events { worker_connections 16384; }
 stream {
     access_log off;

@@ -198,6 +198,34 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 user_line=""
 [[ $(id -u) == 0 ]] && user_line="user root root;"
 
+# The top of an nginx.conf for a private instance in $1 with $2 worker
+# processes (runs as root when we are root, pid and error log in $1).
+nginx_main() {
+    cat << EOF
+$user_line
+daemon off;
+master_process on;
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+EOF
+}
+
+# An http block's common lines for an instance in $1: no access log, temp
+# files in $1, keep-alive connections that last the whole run.
+nginx_http_common() {
+    cat << EOF
+    access_log off;
+    client_body_temp_path $1/client_body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+EOF
+}
+
 # Writes $1/nginx.conf for the shared backend: one NGINX worker answering
 # every request with 200 "$BODY" on 127.0.0.1:$2 (and cleartext HTTP/2 on
 # 127.0.0.1:$3 when given), keep-alive without limits, no logs.
@@ -206,23 +234,11 @@ write_nginx_backend_conf() {
     [[ -n $h2_port ]] && h2_listen="listen 127.0.0.1:$h2_port http2;"
     mkdir -p "$dir"
     cat > "$dir/nginx.conf" << EOF
-$user_line
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
+$(nginx_main "$dir" 1)
 events { worker_connections 8192; }
 http {
-    access_log off;
+$(nginx_http_common "$dir")
     default_type text/plain;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
     server {
         listen 127.0.0.1:$port;
         $h2_listen
