@@ -328,7 +328,12 @@ impl App {
     /// ([`Workers`]); health checks, the admin listener and key refreshes run
     /// on the caller's runtime.
     pub async fn run(self, shutdown: Shutdown) -> io::Result<()> {
-        let workers = Workers::start(self.workers)?;
+        let workers = Workers::start(self.workers).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {} worker threads: {e}", self.workers),
+            )
+        })?;
         let (hard_trigger, hard_stop) = Shutdown::new();
         let (tasks_trigger, tasks_stop) = Shutdown::new();
         let drain = Drain::new();
