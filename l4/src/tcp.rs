@@ -179,6 +179,9 @@ async fn accept_loop(
         let (shared, hard_stop, guard) = (Arc::clone(&shared), hard_stop.clone(), drain.enter());
         tokio::spawn(async move {
             tokio::select! {
+                // Polled on every wake-up of the task: the work first, and no
+                // random branch order to draw.
+                biased;
                 () = handle(stream, peer, &shared) => {}
                 () = hard_stop.wait() => {}
             }

@@ -351,6 +351,9 @@ async fn serve_http<I>(
     let mut closing = false;
     loop {
         tokio::select! {
+            // Polled on every wake-up of the task: the work first, and no
+            // random branch order to draw.
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(client = %peer, error = %e, "http connection ended with an error");

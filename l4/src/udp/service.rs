@@ -543,6 +543,9 @@ async fn reply_task(
     // Open: relay replies until the flow is closed.
     loop {
         tokio::select! {
+            // Polled on every wake-up of the task: the work first, and no
+            // random branch order to draw.
+            biased;
             ready = upstream.readable() => {
                 if ready.is_err() {
                     control.refused.store(true, Ordering::Relaxed);
