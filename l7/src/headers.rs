@@ -22,7 +22,9 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
 /// `Trailer` is not one of them: it is end to end, and hyper sends an
 /// HTTP/1.1 client only the trailer fields it names.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// `Connection` comes first (`strip_hop_by_hop` treats it apart). A
+/// `static`, not a `const`: a const array is built and dropped at each use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -36,9 +38,48 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// names. `Upgrade` is removed too unless `keep_upgrade` (an upgrade being
 /// passed through keeps `Connection: upgrade` and `Upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Fields the Connection header names go too. The usual tokens
-    // (keep-alive, close, upgrade, te) name nothing to remove beyond the
-    // fixed list, so the common case allocates nothing.
+    // One pass over the names finds which are there: most messages carry
+    // none of them but `Connection`, and a hashed removal of each of the
+    // eight names cost more than all the rest of weir's header work.
+    let (mut connection, mut others) = (false, false);
+    for name in headers.keys() {
+        // By text: one length switch and compare, where `HeaderName`
+        // equality against each of the eight costs eight. (The names of
+        // `HOP_BY_HOP` and `Upgrade`; a unit test holds the two together.)
+        match name.as_str() {
+            "connection" => connection = true,
+            "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade" => others = true,
+            _ => {}
+        }
+    }
+    if connection {
+        remove_connection_options(headers);
+    }
+    if others {
+        for name in &HOP_BY_HOP[1..] {
+            headers.remove(name);
+        }
+        if !keep_upgrade {
+            headers.remove(header::UPGRADE);
+        }
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if connection {
+        headers.remove(header::CONNECTION);
+    }
+}
+
+/// Removes the fields the `Connection` header names as its options.
+fn remove_connection_options(headers: &mut HeaderMap) {
+    // The usual tokens (keep-alive, close, upgrade, te) name nothing to
+    // remove beyond the fixed list, so the common case allocates nothing.
     let usual = |t: &str| {
         ["keep-alive", "close", "upgrade", "te"]
             .iter()
@@ -64,17 +105,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     };
     for name in named {
         headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        if keep_upgrade && name == header::CONNECTION {
-            continue;
-        }
-        headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -255,6 +285,7 @@ pub fn host_of(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
     let lower = !host.bytes().any(|b| b.is_ascii_uppercase());
     match value {
         Some(v) if lower && host.len() == text.len() => Some(v.clone()),
+        _ if lower => HeaderValue::from_str(host).ok(),
         _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
     }
 }
@@ -310,6 +341,41 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_goes_even_alone() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), "x".parse().unwrap());
+            h.insert("x-kept", "1".parse().unwrap());
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{name} was forwarded");
+            assert!(h.contains_key("x-kept"));
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "a".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before, "end-to-end headers are untouched");
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_upgrade_and_says_so_in_connection() {
+        for connection in [None, Some("Upgrade, x-secret")] {
+            let mut h = HeaderMap::new();
+            if let Some(c) = connection {
+                h.insert(header::CONNECTION, c.parse().unwrap());
+                h.insert("x-secret", "1".parse().unwrap());
+            }
+            h.insert(header::UPGRADE, "websocket".parse().unwrap());
+            h.insert(header::TE, "trailers".parse().unwrap());
+            strip_hop_by_hop(&mut h, true);
+            assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+            assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+            assert_eq!(h.len(), 2, "{h:?}");
+        }
     }
 
     #[test]

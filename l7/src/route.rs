@@ -110,12 +110,12 @@ impl RouteTable {
         if !path.starts_with('/') {
             return Err(BadPath::NotAbsolute);
         }
-        let dot = |seg: &str| {
-            let lower = seg.to_ascii_lowercase();
-            let decoded = lower.replace("%2e", ".");
-            decoded == "." || decoded == ".."
-        };
-        if path.split('/').any(dot) {
+        // Checked on every request: most paths have neither `.` nor `%`,
+        // and a segment is looked at without copying it.
+        if !path.bytes().any(|b| b == b'.' || b == b'%') {
+            return Ok(());
+        }
+        if path.split('/').any(|seg| is_dot_segment(seg.as_bytes())) {
             return Err(BadPath::DotSegment);
         }
         Ok(())
@@ -124,36 +124,42 @@ impl RouteTable {
     /// The route for a request, by id: `host` lowercase without port,
     /// `path` without the query.
     pub fn find(&self, host: &str, path: &str, method: &str, headers: &HeaderMap) -> Option<usize> {
-        let mut indexes: Vec<&PathIndex> = Vec::with_capacity(3);
-        if let Some(i) = self.exact_hosts.get(host) {
-            indexes.push(i);
-        }
-        for (suffix, i) in &self.wildcard_hosts {
-            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                indexes.push(i);
-            }
-        }
-        indexes.push(&self.any_host);
+        // The host's indexes, most specific first (made again for each
+        // use rather than collected: nothing to allocate per request).
+        let exact_host = self.exact_hosts.get(host);
+        let indexes = || {
+            exact_host
+                .into_iter()
+                .chain(
+                    self.wildcard_hosts
+                        .iter()
+                        .filter(|(suffix, _)| {
+                            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                        })
+                        .map(|(_, index)| index),
+                )
+                .chain(std::iter::once(&self.any_host))
+        };
         let fits = |ids: &Vec<usize>| {
             ids.iter()
                 .copied()
                 .find(|&id| self.conditions_hold(id, method, headers))
         };
-        for index in &indexes {
+        for index in indexes() {
             if let Some(id) = index.exact.get(path).and_then(fits) {
                 return Some(id);
             }
         }
         let mut prefix = path.trim_end_matches('/');
         while !prefix.is_empty() {
-            for index in &indexes {
+            for index in indexes() {
                 if let Some(id) = index.prefix.get(prefix).and_then(fits) {
                     return Some(id);
                 }
             }
             prefix = &prefix[..prefix.rfind('/').unwrap_or(0)];
         }
-        for index in &indexes {
+        for index in indexes() {
             let matching = index.regex.iter().copied().find(|&id| {
                 matches!(self.routes.get(id).map(|r| &r.path), Some(PathMatch::Regex(re)) if re.is_match(path))
                     && self.conditions_hold(id, method, headers)
@@ -162,9 +168,7 @@ impl RouteTable {
                 return matching;
             }
         }
-        indexes
-            .iter()
-            .find_map(|index| index.prefix.get("/").and_then(fits))
+        indexes().find_map(|index| index.prefix.get("/").and_then(fits))
     }
 
     fn conditions_hold(&self, id: usize, method: &str, headers: &HeaderMap) -> bool {
@@ -179,6 +183,23 @@ impl RouteTable {
                     .any(|v| v.as_bytes() == value.as_bytes())
             })
     }
+}
+
+/// `.` or `..`, each dot possibly percent-encoded (`%2e`, `%2E`).
+fn is_dot_segment(mut seg: &[u8]) -> bool {
+    let mut dots = 0;
+    while !seg.is_empty() {
+        seg = match seg {
+            [b'.', rest @ ..] => rest,
+            [b'%', b'2', e, rest @ ..] if e.eq_ignore_ascii_case(&b'e') => rest,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 #[cfg(test)]
@@ -311,7 +332,15 @@ mod tests {
 
     #[test]
     fn dot_segments_are_refused() {
-        for bad in ["/api/../admin", "/./x", "/a/%2e%2E/b", "/..", "/a/."] {
+        for bad in [
+            "/api/../admin",
+            "/./x",
+            "/a/%2e%2E/b",
+            "/..",
+            "/a/.",
+            "/%2E",
+            "/a/.%2e/b",
+        ] {
             assert_eq!(
                 RouteTable::check_path(bad),
                 Err(BadPath::DotSegment),
@@ -319,7 +348,17 @@ mod tests {
             );
         }
         assert_eq!(RouteTable::check_path("*"), Err(BadPath::NotAbsolute));
-        for ok in ["/", "/a/b", "/a..b/c", "/.well-known/x"] {
+        for ok in [
+            "/",
+            "/a/b",
+            "/a..b/c",
+            "/.well-known/x",
+            "/a/.../b",
+            "/%2e%2e%2e",
+            "/%2f",
+            "/%2",
+            "/x.",
+        ] {
             assert_eq!(RouteTable::check_path(ok), Ok(()), "{ok}");
         }
     }
