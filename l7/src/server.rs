@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -213,8 +213,27 @@ impl HttpService {
     }
 }
 
-fn builder(o: &HttpOptions) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+/// Spawns hyper's HTTP/2 stream tasks with the stream's future boxed.
+///
+/// A stream's future holds weir's whole request handling (about 4 KB):
+/// spawned as it is, tokio copies it into the task's cell and rewrites the
+/// whole cell again when the task completes, several kilobytes copied per
+/// request. Boxed first, it is copied once and the task stays small.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
+    }
+}
+
+fn builder(o: &HttpOptions) -> auto::Builder<StreamExecutor> {
+    let mut b = auto::Builder::new(StreamExecutor);
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(o.header_read_timeout)
@@ -236,7 +255,7 @@ fn builder(o: &HttpOptions) -> auto::Builder<TokioExecutor> {
 #[derive(Clone)]
 struct ConnContext {
     gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     keepalive: Duration,
     tls: Option<Arc<ServerTls>>,
     handshake_timeout: Duration,
