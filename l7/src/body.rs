@@ -49,18 +49,24 @@ pub struct DeadlineExceeded;
 /// (the boxing into [`ProxyBody`]), not one per layer.
 pub struct Tracked<B: Body, F: FnOnce(u64, bool)> {
     inner: B,
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    /// The deadline's timer, made the first time the body has to wait: a
+    /// body that is ready whenever it is asked for (most short responses)
+    /// needs none, only a clock check per frame — a timer costs an
+    /// allocation and an insertion into and removal from tokio's wheel.
+    timer: Option<Pin<Box<Sleep>>>,
     bytes: u64,
     on_end: Option<F>,
 }
 
 impl<B: Body, F: FnOnce(u64, bool)> Tracked<B, F> {
     /// Wraps `inner`; with a `deadline` it fails with [`DeadlineExceeded`]
-    /// then (and needs no timer without one).
+    /// then.
     pub fn new(inner: B, deadline: Option<Instant>, on_end: F) -> Self {
         Self {
             inner,
-            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            deadline,
+            timer: None,
             bytes: 0,
             on_end: Some(on_end),
         }
@@ -70,6 +76,11 @@ impl<B: Body, F: FnOnce(u64, bool)> Tracked<B, F> {
         if let Some(f) = self.on_end.take() {
             f(self.bytes, complete);
         }
+    }
+
+    fn expired(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.finish(false);
+        Poll::Ready(Some(Err(Box::new(DeadlineExceeded))))
     }
 }
 
@@ -87,13 +98,17 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
+        if let Some(timer) = this.timer.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
         {
-            this.finish(false);
-            return Poll::Ready(Some(Err(Box::new(DeadlineExceeded))));
+            return this.expired();
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(_)))
+                if this.timer.is_none() && this.deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
+                this.expired()
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
@@ -112,7 +127,20 @@ where
                 this.finish(true);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.timer.is_none()
+                    && let Some(deadline) = this.deadline
+                {
+                    // The body has to wait: from now on the timer wakes
+                    // this task at the deadline.
+                    let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return this.expired();
+                    }
+                    this.timer = Some(timer);
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -317,5 +345,101 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A body that yields `ready` one-byte frames at once, then waits
+    /// forever.
+    struct Trickle {
+        ready: usize,
+    }
+
+    impl Body for Trickle {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.ready == 0 {
+                return Poll::Pending;
+            }
+            self.ready -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    type Ended = Arc<Mutex<Option<(u64, bool)>>>;
+
+    fn tracked(
+        ready: usize,
+        deadline: Duration,
+    ) -> (Tracked<Trickle, impl FnOnce(u64, bool) + Unpin>, Ended) {
+        let ended: Ended = Arc::default();
+        let seen = Arc::clone(&ended);
+        let body = Tracked::new(
+            Trickle { ready },
+            Some(Instant::now() + deadline),
+            move |bytes, complete| *seen.lock().unwrap() = Some((bytes, complete)),
+        );
+        (body, ended)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_fails_at_the_deadline() {
+        let (mut body, ended) = tracked(2, Duration::from_secs(5));
+        let started = Instant::now();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "x"
+        );
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "x"
+        );
+        // The third frame never comes: the deadline's timer ends the wait
+        // (and without one, the test's own limit fails it).
+        let err = tokio::time::timeout(Duration::from_secs(60), body.frame())
+            .await
+            .expect("the deadline ended the wait")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is::<DeadlineExceeded>(), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(*ended.lock().unwrap(), Some((2, false)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_always_ready_still_stops_at_the_deadline() {
+        let (mut body, ended) = tracked(usize::MAX, Duration::from_secs(5));
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<DeadlineExceeded>(), "{err}");
+        assert_eq!(*ended.lock().unwrap(), Some((1, false)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_ends_in_time_is_complete() {
+        let ended: Ended = Arc::default();
+        let seen = Arc::clone(&ended);
+        let mut body = Tracked::new(
+            full("hello"),
+            Some(Instant::now() + Duration::from_secs(5)),
+            move |bytes, complete| *seen.lock().unwrap() = Some((bytes, complete)),
+        );
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "hello"
+        );
+        assert!(body.frame().await.is_none());
+        assert_eq!(*ended.lock().unwrap(), Some((5, true)));
     }
 }

@@ -504,6 +504,29 @@ async fn a_slow_backend_gets_a_504_at_the_response_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_still_streaming_at_the_request_timeout_is_cut_off() {
+    let b = backends(1).await;
+    let routes = route("all", "path_prefix = \"/\"\nrequest_timeout = \"500ms\"");
+    let weir = Weir::start(&Weir::http_routes("round_robin", &routes, ""), &addrs(&b)).await;
+    // The backend answers at once, then holds 900 of the body's 1000 bytes
+    // for 5 s: the whole request's time runs out mid-body.
+    let start = tokio::time::Instant::now();
+    let err = try_send(weir.addr, req("GET", "/stall-body/5s"))
+        .await
+        .expect_err("the client must see a failed body, never a clean short one");
+    assert!(err.starts_with("body"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "cut off at the request timeout, not when the backend finished: {:?}",
+        start.elapsed()
+    );
+    // In time, the same answer goes through whole.
+    let r = get(weir.addr, "/stall-body/100ms").await;
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_dying_mid_body_fails_the_clients_body() {
     let b = backends(1).await;
     let weir = Weir::start(&Weir::http("round_robin", "", ""), &addrs(&b)).await;

@@ -14,6 +14,7 @@
 //! | `status/NNN` | the echo with status NNN |
 //! | `slow/DUR` (`500ms`, `2s`) | the echo after DUR |
 //! | `die-after-headers` | headers with `content-length: 1000`, 100 bytes, then the connection is closed |
+//! | `stall-body/DUR` | headers with `content-length: 1000`, 100 bytes, the other 900 after DUR |
 //! | `big/N` | N bytes of `x` |
 //! | `hop-response` | the echo, plus hop-by-hop response headers (`connection: x-resp-hop`, `x-resp-hop`, `keep-alive`, `proxy-authenticate`) |
 //! | anything else | the echo, 200 |
@@ -238,6 +239,7 @@ enum Behaviour {
     Echo(StatusCode),
     Slow(Duration),
     DieAfterHeaders,
+    StallBody(Duration),
     Big(usize),
     HopResponse,
 }
@@ -272,6 +274,11 @@ fn behaviour(spec: &str) -> Behaviour {
                 }
             }
             "die-after-headers" => return Behaviour::DieAfterHeaders,
+            "stall-body" => {
+                if let Some(d) = parse_duration(next) {
+                    return Behaviour::StallBody(d);
+                }
+            }
             "hop-response" => return Behaviour::HopResponse,
             _ => {}
         }
@@ -340,12 +347,8 @@ async fn answer(ctx: &Ctx, req: Request<Incoming>) -> Response<FakeBody> {
             with_id(ctx, Response::new(full(echo())), StatusCode::OK)
         }
         Behaviour::Big(n) => with_id(ctx, Response::new(full(vec![b'x'; n])), StatusCode::OK),
-        Behaviour::DieAfterHeaders => {
-            let mut resp = Response::new(DieMidBody::new().boxed());
-            resp.headers_mut()
-                .insert("content-length", HeaderValue::from_static("1000"));
-            with_id(ctx, resp, StatusCode::OK)
-        }
+        Behaviour::DieAfterHeaders => paused(ctx, Duration::from_millis(50), Then::Fail),
+        Behaviour::StallBody(pause) => paused(ctx, pause, Then::Rest),
         Behaviour::HopResponse => {
             let mut resp = Response::new(full(echo()));
             let h = resp.headers_mut();
@@ -375,23 +378,38 @@ fn with_id(ctx: &Ctx, mut resp: Response<FakeBody>, status: StatusCode) -> Respo
     resp
 }
 
+/// A 1000-byte answer whose body pauses after 100 bytes.
+fn paused(ctx: &Ctx, pause: Duration, then: Then) -> Response<FakeBody> {
+    let body = PausedBody {
+        sent: false,
+        pause: Box::pin(tokio::time::sleep(pause)),
+        then,
+    };
+    let mut resp = Response::new(body.boxed());
+    resp.headers_mut()
+        .insert("content-length", HeaderValue::from_static("1000"));
+    with_id(ctx, resp, StatusCode::OK)
+}
+
+/// What a [`PausedBody`] does after its pause.
+enum Then {
+    /// Fails: hyper closes the connection mid-body.
+    Fail,
+    /// Sends the other 900 bytes.
+    Rest,
+    /// Has sent them: the end.
+    Done,
+}
+
 /// A body that sends 100 bytes, pauses (so hyper flushes the head and those
-/// bytes), then fails: hyper closes the connection mid-body.
-struct DieMidBody {
+/// bytes), then does what `then` says.
+struct PausedBody {
     sent: bool,
     pause: Pin<Box<tokio::time::Sleep>>,
+    then: Then,
 }
 
-impl DieMidBody {
-    fn new() -> DieMidBody {
-        DieMidBody {
-            sent: false,
-            pause: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
-        }
-    }
-}
-
-impl Body for DieMidBody {
+impl Body for PausedBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -403,11 +421,18 @@ impl Body for DieMidBody {
             self.sent = true;
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'y'; 100])))));
         }
-        match self.pause.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::other(
+        if self.pause.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match self.then {
+            Then::Fail => Poll::Ready(Some(Err(std::io::Error::other(
                 "fake backend dies mid-body",
             )))),
+            Then::Rest => {
+                self.then = Then::Done;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'y'; 900])))))
+            }
+            Then::Done => Poll::Ready(None),
         }
     }
 }
