@@ -343,6 +343,11 @@ impl App {
         }
         #[cfg(feature = "l7")]
         background.extend(self.auth.spawn_refresh(&tasks_stop));
+        background.push(tokio::spawn(telemetry::upkeep(
+            telemetry::metrics_handle(),
+            telemetry::UPKEEP_EVERY,
+            tasks_stop.clone(),
+        )));
         if let Some(admin) = self.admin {
             let listener = tokio::net::TcpListener::from_std(admin)?;
             background.push(tokio::spawn(admin::serve(
