@@ -3,11 +3,12 @@
 //!
 //! The copy buffer lives in a burst's own (boxed) future and the first
 //! read's is one per thread, used by a synchronous call, so an idle
-//! connection holds neither. A read that returns less than the buffer's size shows the
-//! socket is drained, and tokio's readiness is cleared in that same step (as
-//! tokio's own `poll_read` does), so the next wait sleeps until new bytes
-//! arrive instead of paying for a read that would only block: a request and
-//! its reply cost a read and a write each way, not three calls.
+//! connection holds neither. A read that returns less than the buffer's
+//! size shows the socket is drained, and tokio's readiness is cleared in
+//! that same step (as tokio's own `poll_read` does), so the next wait sleeps
+//! until new bytes arrive instead of paying for a read that would only
+//! block: a request and its reply cost a read and a write each way, not
+//! three calls.
 
 use std::cell::RefCell;
 use std::io::{self, Read as _};
@@ -111,9 +112,9 @@ pub(super) fn first(
 
 thread_local! {
     /// The first read's buffer, one per thread and zeroed once: a fresh
-    /// `[0u8; FIRST]` per read cost a 4 KiB memset for every message
-    /// (two thirds of weir's own instructions per proxied Redis request).
-    /// Only the bytes a read has just put in are ever used.
+    /// `[0u8; FIRST]` per read cost a 4 KiB memset for every message (CPU
+    /// per proxied Redis GET 13.6 -> 13.2 µs without it). Only the bytes a
+    /// read has just put in are ever used.
     static FIRST_BUFFER: RefCell<[u8; FIRST]> = const { RefCell::new([0; FIRST]) };
 }
 
