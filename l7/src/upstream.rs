@@ -7,13 +7,13 @@
 //! spawned per request to watch a connection become idle again.
 //!
 //! - **HTTP/1.1**: each backend keeps a stack of idle connections (most
-//!   recently used first, at most [`MAX_IDLE`] per worker, closed after [`IDLE_TIMEOUT`]
-//!   unused). A request takes one (or connects); the connection goes back
-//!   when the response body has been read to its end and the request body
-//!   sent whole ([`Lease::release`], called by the gateway), and is dropped
-//!   otherwise. A pooled connection the backend closed
-//!   meanwhile is skipped; a request hyper reports as never sent on it is
-//!   sent again on the next one.
+//!   recently used first, at most [`MAX_IDLE`] per worker, closed after
+//!   [`IDLE_TIMEOUT`] unused). A request takes one (or connects); the
+//!   connection goes back when the response body has been read to its end
+//!   and the request body sent whole ([`Lease::release`], called by the
+//!   gateway), and is dropped otherwise. A pooled connection the backend
+//!   closed meanwhile is skipped; a request hyper reports as never sent on
+//!   it is sent again on the next one.
 //! - **HTTP/2** (h2c, or h2 over TLS): one multiplexed connection per
 //!   backend, shared by every request, replaced when it closes; one connect
 //!   at a time, whose outcome the requests waiting for it share.
