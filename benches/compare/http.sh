@@ -23,6 +23,10 @@
 #      - weir: `[runtime] worker_threads = N`, one `protocol = "http"`
 #        listener (HTTP/1.1 and h2c on one port), `access_log = "off"`, one
 #        route `path_prefix = "/"` to a one-backend pool, no health check;
+#      - the hyper floor (FLOOR=1, the default): `bare_hyper_proxy`, the
+#        leanest reverse proxy hyper allows (l7/examples/bare_hyper_proxy.rs:
+#        weir's building blocks, none of its work), N threads; the CPU a
+#        proxy on hyper cannot go below;
 #      each on free 127.0.0.1 ports.
 #   4. Runs every workload against: direct (the backend alone), then every
 #      haproxy, nginx and weir, interleaved round by round so that a noisy
@@ -47,7 +51,7 @@
 #
 # Usage: benches/compare/http.sh
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2" WORKLOADS="h1 h2"
-#   SKIP_BUILD=0 WEIR_BIN= RESULTS_OUT= (append the raw result lines
+#   SKIP_BUILD=0 WEIR_BIN= FLOOR=1 RESULTS_OUT= (append the raw result lines
 #   "workload target req/s p99-ms errors requests cpu-ticks other-%" to this
 #   file: run.sh's combined table)
 # Needs: haproxy, nginx, wrk, h2load (nghttp2-client), curl, ss (iproute2).
@@ -60,6 +64,7 @@ REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-5}
 THREADS=${THREADS:-"1 2"}
 WORKLOADS=${WORKLOADS:-"h1 h2"}
+FLOOR=${FLOOR:-1}
 RESULTS_OUT=${RESULTS_OUT:-}
 
 # The backend's fixed answer (22 bytes).
@@ -78,6 +83,14 @@ need "$HAPROXY" haproxy
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 
 build_weir
+floor_bin="$root/target/release/examples/bare_hyper_proxy"
+if [[ $FLOOR == 1 ]]; then
+    if [[ $SKIP_BUILD != 1 ]]; then
+        echo "building the hyper floor (release)..." >&2
+        (cd "$root" && cargo build --release --locked -p weir-l7 --example bare_hyper_proxy)
+    fi
+    [[ -x $floor_bin ]] || die "no $floor_bin (build first, or FLOOR=0)"
+fi
 
 # The one backend: HTTP/1.1 on $backend_port, h2c on $backend_h2_port.
 free_port
@@ -206,6 +219,20 @@ EOF
     pgid[weir-$t]=$last_pid
     await_http "$p" "$p" "weir ($t threads)" "$dir/weir.log"
     targets+=("haproxy-$t" "nginx-$t" "weir-$t")
+
+    # The hyper floor, t threads; HTTP/1.1 and h2c on one port, like weir.
+    if [[ $FLOOR == 1 ]]; then
+        free_port
+        p=$free
+        dir="$work/floor-$t"
+        mkdir -p "$dir"
+        spawn "$dir/floor.log" "$floor_bin" "127.0.0.1:$p" "127.0.0.1:$backend_port" "$t"
+        port[floor-$t]=$p
+        h2port[floor-$t]=$p
+        pgid[floor-$t]=$last_pid
+        await_http "$p" "$p" "hyper floor ($t threads)" "$dir/floor.log"
+        targets+=("floor-$t")
+    fi
 done
 
 # Latency "1.23ms" (wrk's units: us, ms, s) in milliseconds.
@@ -338,6 +365,7 @@ for workload in $WORKLOADS; do
         name=${target%%-*}
         threads=${target#*-}
         [[ $target == direct ]] && threads="-" && name="direct (backend)"
+        [[ $name == floor ]] && name="hyper floor"
         errors=$(col "$workload" "$target" 5 | awk '{s += $1} END {print s + 0}')
         cpu_us=$(awk -v w="$workload" -v t="$target" -v hz="$hz" \
             '$1 == w && $2 == t {print ($7 / hz) * 1e6 / ($6 > 0 ? $6 : 1)}' "$results" | median)
