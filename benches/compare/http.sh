@@ -52,7 +52,7 @@
 # Usage: benches/compare/http.sh
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2" WORKLOADS="h1 h2"
 #   SKIP_BUILD=0 WEIR_BIN= FLOOR=1 RESULTS_OUT= (append the raw result lines
-#   "workload target req/s p99-ms errors requests cpu-ticks other-%" to this
+#   "workload target req/s p99-ms errors requests cpu-ticks other-% kernel-ticks" to this
 #   file: run.sh's combined table)
 # Needs: haproxy, nginx, wrk, h2load (nghttp2-client), curl, ss (iproute2).
 
@@ -246,7 +246,7 @@ to_ms() {
 }
 
 # One load run: workload $1 (h1 or h2), target $2; appends
-# "workload target req/s p99-ms errors requests cpu-ticks other-cpu-%" to
+# "workload target req/s p99-ms errors requests cpu-ticks other-cpu-% kernel-ticks" to
 # the results.
 hz=$(getconf CLK_TCK)
 results="$work/results.txt"
@@ -254,8 +254,9 @@ results="$work/results.txt"
 run_one() {
     local workload=$1 target=$2
     local out="$work/load.out" log="$work/h2load.log" before after
-    local rps p99 errors requests m0 m1 c0 c1 b0 b1 own other
+    local rps p99 errors requests m0 m1 c0 c1 b0 b1 k0 k1 own other
     before=$(cpu_ticks "${pgid[$target]}")
+    k0=$(kernel_ticks "${pgid[$target]}")
     b0=$(cpu_ticks "${pgid[direct]}")
     count_children
     c0=$child_ticks
@@ -278,6 +279,7 @@ run_one() {
     c1=$child_ticks
     b1=$(cpu_ticks "${pgid[direct]}")
     after=$(cpu_ticks "${pgid[$target]}")
+    k1=$(kernel_ticks "${pgid[$target]}")
     # Busy time of everything else on the machine (other builds, say), as a
     # share of all CPU time during the run: how disturbed the run was.
     own=$((after - before + c1 - c0))
@@ -312,7 +314,7 @@ run_one() {
         cat "$out" >&2
         die "cannot parse $workload output against $target"
     }
-    echo "$workload $target $rps $p99 $errors $requests $((after - before)) $other" >> "$results"
+    echo "$workload $target $rps $p99 $errors $requests $((after - before)) $other $((k1 - k0))" >> "$results"
     printf '  %s %-10s %10.0f req/s  p99 %8.3f ms  errors %s  other CPU %s%%\n' \
         "$workload" "$target" "$rps" "$p99" "$errors" "$other" >&2
 }
@@ -356,8 +358,8 @@ better_of() {
 }
 
 echo
-echo "| workload | target | threads | median req/s | median p99 (ms) | errors | CPU µs/req | other CPU | ratio to direct | ratio to better of haproxy/nginx |"
-echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | target | threads | median req/s | median p99 (ms) | errors | CPU µs/req | kernel share | other CPU | ratio to direct | ratio to better of haproxy/nginx |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for workload in $WORKLOADS; do
     label="HTTP/1.1 keep-alive (wrk -c64)"
     [[ $workload == h2 ]] && label="HTTP/2 h2c (h2load -c16 -m10)"
@@ -370,6 +372,8 @@ for workload in $WORKLOADS; do
         cpu_us=$(awk -v w="$workload" -v t="$target" -v hz="$hz" \
             '$1 == w && $2 == t {print ($7 / hz) * 1e6 / ($6 > 0 ? $6 : 1)}' "$results" | median)
         other=$(col "$workload" "$target" 8 | median)
+        kernel=$(awk -v w="$workload" -v t="$target" \
+            '$1 == w && $2 == t {print ($7 > 0 ? $9 * 100 / $7 : 0)}' "$results" | median)
         rps=${med_rps[$workload/$target]}
         ratio_direct=$(awk -v a="$rps" -v b="${med_rps[$workload/direct]}" 'BEGIN {printf "%.2f", a / b}')
         vs="-"
@@ -378,9 +382,9 @@ for workload in $WORKLOADS; do
             vs=$(awk -v a="$rps" -v b="${med_rps[$workload/$best-$threads]}" 'BEGIN {printf "%.2f", a / b}')
             [[ $name == weir ]] && vs="**$vs×**"
         fi
-        printf '| %s | %s | %s | %.0f | %.2f | %s | %.1f | %s%% | %s | %s |\n' \
+        printf '| %s | %s | %s | %.0f | %.2f | %s | %.1f | %.0f%% | %s%% | %s | %s |\n' \
             "$label" "$name" "$threads" "$rps" "${med_p99[$workload/$target]}" "$errors" \
-            "$cpu_us" "$other" "$ratio_direct" "$vs"
+            "$cpu_us" "$kernel" "$other" "$ratio_direct" "$vs"
     done
 done
 echo
@@ -398,6 +402,6 @@ for workload in $WORKLOADS; do
     done
 done
 echo "wrk -t1 -c64 -d${DURATION}s --latency; h2load -t1 -c16 -m10 -D${DURATION} (p99 from --log-file); medians of $REPEATS runs; $(nproc) CPUs shared by the load generator, the backend and the proxy"
-echo "CPU µs/req: the target's CPU time (the backend for direct, else the proxy alone) per completed request."
+echo "CPU µs/req: the target's CPU time (the backend for direct, else the proxy alone) per completed request; kernel share: the system-time part of it."
 echo "other CPU: share of the machine's CPU time used by processes outside the benchmark during the runs (median); above a few % the figures are disturbed."
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -40,7 +40,7 @@
 #   REDIS_N_P1=30000 REDIS_N_P16=200000 (requests per redis-benchmark run at
 #   DURATION=3, scaled with DURATION) SKIP_BUILD=0 WEIR_BIN= RESULTS_OUT=
 #   (append the raw result lines "workload target value p99-ms errors units
-#   cpu-ticks other-%" to this file)
+#   cpu-ticks other-% kernel-ticks" to this file)
 # Needs: haproxy, nginx + libnginx-mod-stream, iperf3, wrk, redis-server +
 #   redis-tools, postgresql, python3, ss (iproute2).
 
@@ -296,7 +296,7 @@ print("%.3f %.1f" % (e["bits_per_second"] / 1e9, e["bytes"] / 1e6))' "$out") ||
     esac
     measure_end "${pgid[$target]}" "${pgid[direct]}"
     [[ -n $value && -n $units ]] || { cat "$out" >&2; die "cannot parse $w output against $target"; }
-    record "$w" "$target" "$value" "${p99:--}" "${errors:-0}" "$units" "$run_ticks" "$run_other"
+    record "$w" "$target" "$value" "${p99:--}" "${errors:-0}" "$units" "$run_ticks" "$run_other" "$run_kernel"
 }
 
 # Rounds of every workload in $@ against every target.
@@ -367,7 +367,7 @@ run_idle() {
                 after=$(group_rss "${pgid[$target]}")
                 hold_close "$sink"
                 stop_server "${pgid[$target]}"
-                record idle "$target" "$(((after - before) / IDLE_CONNS))" - 0 "$IDLE_CONNS" 0 0
+                record idle "$target" "$(((after - before) / IDLE_CONNS))" - 0 "$IDLE_CONNS" 0 0 0
             done
         done
     done

@@ -104,6 +104,18 @@ cpu_ticks() {
     echo "$total"
 }
 
+# The kernel's part of cpu_ticks: system time (stime + cstime) alone.
+kernel_ticks() {
+    local pgid=$1 total=0 pid stat
+    for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
+        stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
+        stat=${stat##*) }
+        read -r -a f <<< "$stat"
+        total=$((total + f[12] + f[14]))
+    done
+    echo "$total"
+}
+
 # Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat.
 machine_ticks() {
     local _cpu user nice system idle iowait irq softirq steal
@@ -138,11 +150,13 @@ group_rss() {
 
 # CPU accounting around one load run (used by l4.sh): `measure_begin PGID
 # BACKEND_PGID` before, `measure_end PGID BACKEND_PGID` after; sets
-# $run_ticks (the target's own CPU ticks) and $run_other (% of the machine's
+# $run_ticks (the target's own CPU ticks), $run_kernel (the system part of
+# them) and $run_other (% of the machine's
 # CPU used by everything outside the benchmark: the target, the backend and
 # this script's children). Needs $hz.
 measure_begin() {
     m_before=$(cpu_ticks "$1")
+    m_k0=$(kernel_ticks "$1")
     m_b0=$(cpu_ticks "$2")
     count_children
     m_c0=$child_ticks
@@ -155,6 +169,7 @@ measure_end() {
     b1=$(cpu_ticks "$2")
     after=$(cpu_ticks "$1")
     run_ticks=$((after - m_before))
+    run_kernel=$(($(kernel_ticks "$1") - m_k0))
     own=$((run_ticks + child_ticks - m_c0))
     [[ $1 != "$2" ]] && own=$((own + b1 - m_b0))
     run_other=$(awk -v m0="$m_m0" -v m1="$m1" -v own="$own" 'BEGIN {

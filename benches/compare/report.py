@@ -4,7 +4,7 @@
   report.py RAW HZ [--docs FILE] [--chart PNG] [--meta TEXT]
 
 RAW holds one line per measurement, "workload target value p99-ms errors
-units cpu-ticks other-%" (l4.sh, http.sh and udp_dns.sh write them; run.sh
+units cpu-ticks other-% [kernel-ticks]" (l4.sh, http.sh and udp_dns.sh write them; run.sh
 renames udp_dns.sh's workload to "dns", whose p99 column is "-" and whose
 errors are lost queries). Prints a markdown table (medians over the runs)
 and one verdict line per target and thread count; with --docs, replaces the
@@ -66,7 +66,11 @@ def load(path, hz):
         cpu = None
         if w != "idle" and units > 0:
             cpu = ticks / hz * 1e6 / units
-        runs.setdefault((w, t), []).append((value, p99, errors, cpu, other))
+        # The kernel's share of that CPU (system time over all of it).
+        kernel = None
+        if len(f) > 8 and ticks > 0:
+            kernel = float(f[8]) / ticks
+        runs.setdefault((w, t), []).append((value, p99, errors, cpu, other, kernel))
     return runs
 
 
@@ -85,6 +89,7 @@ def summarise(runs):
             "worst": max(r[2] for r in rs),
             "cpu": med(r[3] for r in rs),
             "other": med(r[4] for r in rs),
+            "kernel": med(r[5] for r in rs),
             "n": len(rs),
         }
     return s
@@ -134,6 +139,8 @@ def table(s, threads):
             rn = ratio(v, s[(w, "nginx-" + th)]["value"]) if (w, "nginx-" + th) in s and name != "direct" else None
             bold = name == "weir"
             cpu = "-" if r["cpu"] is None else ("%.1f %s" % (r["cpu"], cpu_unit))
+            if cpu != "-" and r["kernel"] is not None:
+                cpu += ", %.0f%% kernel" % (r["kernel"] * 100)
             if name == "direct":
                 name = "direct (no proxy)"
                 th = "-"

@@ -99,7 +99,7 @@ if ((dns)); then
     echo "== UDP: dns" >&2
     "${common[@]}" WORKLOADS="20:100" DNS_SERVER=unbound RESULTS_OUT="$work/dns.txt" \
         "$here/udp_dns.sh" > "$LOG_DIR/udp_dns.md"
-    awk '{print "dns", $2, $3, "-", $4, $5, $6, $7}' "$work/dns.txt" >> "$raw"
+    awk '{print "dns", $2, $3, "-", $4, $5, $6, $7, $8}' "$work/dns.txt" >> "$raw"
 fi
 if [[ " $WORKLOADS " == *" idle "* ]]; then
     echo "== L4: idle ($IDLE_CONNS connections)" >&2

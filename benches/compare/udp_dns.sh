@@ -34,7 +34,7 @@
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2"
 #   WORKLOADS="20:100 100:100" DNSPERF_THREADS=1 SKIP_BUILD=0 WEIR_BIN=
 #   DNS_SERVER=dnsmasq (or unbound) RESULTS_OUT= (append the raw result
-#   lines "workload target qps lost completed cpu-ticks other-%" to this
+#   lines "workload target qps lost completed cpu-ticks other-% kernel-ticks" to this
 #   file: run.sh's combined table)
 #   IDLE_WAIT=0 MAX_OTHER=100 RETRIES=0 (see below; e.g. IDLE_WAIT=60
 #   MAX_OTHER=10 RETRIES=3 on a busy shared machine, at the cost of time)
@@ -212,15 +212,16 @@ EOF
 done
 
 # One dnsperf run: workload $1 (clients:outstanding), target $2; appends
-# "workload target qps lost completed cpu-ticks other-cpu-%" to the results.
+# "workload target qps lost completed cpu-ticks other-cpu-% kernel-ticks" to the results.
 hz=$(getconf CLK_TCK)
 results="$work/results.txt"
 : > "$results"
 run_one() {
     local workload=$1 target=$2 clients=${1%%:*} outstanding=${1#*:}
-    local out="$work/dnsperf.out" before after qps lost completed
+    local out="$work/dnsperf.out" before after k0 k1 qps lost completed
     local m0 m1 c0 c1 b0 b1 own other
     before=$(cpu_ticks "${pgid[$target]}")
+    k0=$(kernel_ticks "${pgid[$target]}")
     b0=$(cpu_ticks "${pgid[direct]}")
     count_children
     c0=$child_ticks
@@ -236,6 +237,7 @@ run_one() {
     c1=$child_ticks
     b1=$(cpu_ticks "${pgid[direct]}")
     after=$(cpu_ticks "${pgid[$target]}")
+    k1=$(kernel_ticks "${pgid[$target]}")
     # Busy time of everything else on the machine (other builds, say), as a
     # share of all CPU time during the run: how disturbed the run was.
     own=$((after - before + c1 - c0))
@@ -253,7 +255,7 @@ run_one() {
         cat "$out" >&2
         die "cannot parse dnsperf output against $target"
     }
-    echo "$workload $target $qps $lost $completed $((after - before)) $other" >> "$results"
+    echo "$workload $target $qps $lost $completed $((after - before)) $other $((k1 - k0))" >> "$results"
     printf '  c%-4s q%-4s %-9s %10.0f q/s  lost %s  other CPU %s%%\n' \
         "$clients" "$outstanding" "$target" "$qps" "$lost" "$other" >&2
 }
