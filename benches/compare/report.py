@@ -124,7 +124,8 @@ def table(s, threads):
         if not any(k[0] == w for k in s):
             continue
         label, unit, cpu_unit = WORKLOADS[w]
-        targets = ["direct"] + ["%s-%s" % (k, t) for t in threads for k in ("haproxy", "nginx", "weir")]
+        # "floor": the hyper floor beside weir's L7 rows (http.sh).
+        targets = ["direct"] + ["%s-%s" % (k, t) for t in threads for k in ("haproxy", "nginx", "weir", "floor")]
         direct = s.get((w, "direct"))
         for target in targets:
             r = s.get((w, target))
@@ -141,6 +142,8 @@ def table(s, threads):
             cpu = "-" if r["cpu"] is None else ("%.1f %s" % (r["cpu"], cpu_unit))
             if cpu != "-" and r["kernel"] is not None:
                 cpu += ", %.0f%% kernel" % (r["kernel"] * 100)
+            if name == "floor":
+                name = "hyper floor (bare hyper proxy)"
             if name == "direct":
                 name = "direct (no proxy)"
                 th = "-"
