@@ -177,15 +177,19 @@ impl LastActivity {
         })
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.ms
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// When the last byte moved either way (the start, if none has).
+    pub fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+
     /// How long since the last byte either way.
     pub fn idle(&self) -> Duration {
-        let last = self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed));
-        Instant::now().saturating_duration_since(last)
+        Instant::now().saturating_duration_since(self.last())
     }
 }
 

@@ -13,6 +13,7 @@ use http::{Method, Version};
 use tokio::time::Instant;
 
 use crate::access_log::Entry;
+use crate::deadlines::RequestClock;
 use crate::headers;
 use crate::proxy::Gateway;
 
@@ -26,15 +27,18 @@ pub struct Downstream {
     pub ip: HeaderValue,
     /// `"https"` when the connection is TLS, else `"http"`.
     pub proto: &'static str,
+    /// What the connection's requests tell its timer.
+    pub clock: RequestClock,
 }
 
 impl Downstream {
-    /// The client at `addr`, over TLS or not.
-    pub fn new(addr: SocketAddr, over_tls: bool) -> Self {
+    /// The client at `addr`, over TLS or not, connected at `opened`.
+    pub fn new(addr: SocketAddr, over_tls: bool, opened: Instant) -> Self {
         Self {
             addr,
             ip: headers::ip_value(addr),
             proto: if over_tls { "https" } else { "http" },
+            clock: RequestClock::new(opened),
         }
     }
 }
@@ -92,6 +96,7 @@ impl Pending {
         drop(self.active.take());
         let (gw, ex) = (&self.gw, &self.ex);
         let elapsed = ex.start.elapsed();
+        ex.downstream.clock.end(ex.start + elapsed);
         gw.metrics
             .answered(ex.route, &ex.method, status, elapsed.as_secs_f64());
         gw.metrics.bytes_down.increment(bytes);

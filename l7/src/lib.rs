@@ -21,6 +21,7 @@ pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod connector;
+pub mod deadlines;
 pub mod error;
 pub mod exchange;
 pub mod headers;

@@ -229,6 +229,7 @@ pub async fn handle(
     gw.retry_budget.deposit();
     let active = Active::new(gw.metrics.active.clone());
     let (mut parts, body) = req.into_parts();
+    downstream.clock.begin(parts.version);
     let seed =
         gw.requests.load(Ordering::Relaxed) ^ weir_common::hash::hash_ip_port(downstream.addr);
     let mut pending = Pending {

@@ -25,6 +25,7 @@ use weir_config::http::HttpOptions;
 
 use crate::access_log::AccessLogger;
 use crate::body::{LastActivity, Watched};
+use crate::deadlines::{Deadlines, Due};
 use crate::outlier::Outliers;
 use crate::proxy::{self, Gateway};
 use crate::tls::{ServerTls, TlsError};
@@ -235,8 +236,10 @@ where
 fn builder(o: &HttpOptions) -> auto::Builder<StreamExecutor> {
     let mut b = auto::Builder::new(StreamExecutor);
     b.http1()
+        // The header read timeout is the connection's own (`deadlines`):
+        // hyper's re-arms a timer for every request head.
         .timer(TokioTimer::new())
-        .header_read_timeout(o.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(o.max_header_bytes.max(8192))
         .max_headers(o.max_headers)
         .keep_alive(true);
@@ -342,18 +345,12 @@ async fn serve_http<I>(
 {
     let io = TokioIo::new(stream);
     let gateway = Arc::clone(&ctx.gateway);
-    // hyper's header timer starts only once hyper-util has seen enough bytes
-    // to tell HTTP/1 from HTTP/2: a connection that sends nothing at all is
-    // closed here when no request has begun within the header read timeout.
-    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = Arc::clone(&started);
-    let first_request_by = tokio::time::sleep(ctx.handshake_timeout);
-    tokio::pin!(first_request_by);
     let tunnel = proxy::TunnelSlot::default();
     let tunnel_for_requests = tunnel.clone();
-    let downstream = Arc::new(crate::exchange::Downstream::new(peer, over_tls));
+    let opened = tokio::time::Instant::now();
+    let downstream = Arc::new(crate::exchange::Downstream::new(peer, over_tls, opened));
+    let requests = Arc::clone(&downstream);
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        seen.store(true, std::sync::atomic::Ordering::Relaxed);
         // Only a request that may upgrade needs the tunnel slot (inserting
         // an extension allocates).
         if req.headers().contains_key(hyper::header::UPGRADE) {
@@ -365,8 +362,14 @@ async fn serve_http<I>(
     });
     let conn = ctx.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut idle_check = tokio::time::interval((ctx.keepalive / 2).max(Duration::from_millis(10)));
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The header read and keep-alive timeouts, on one timer re-armed only
+    // when it fires.
+    let deadlines = Deadlines {
+        header_read_timeout: ctx.handshake_timeout,
+        keepalive: ctx.keepalive,
+    };
+    let check = tokio::time::sleep_until(deadlines.first(opened));
+    tokio::pin!(check);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -385,17 +388,19 @@ async fn serve_http<I>(
                 }
                 return;
             }
-            _ = idle_check.tick(), if !closing => {
-                // Idle for the keep-alive time: close (requests in flight finish).
-                if activity.idle() >= ctx.keepalive {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-            () = &mut first_request_by, if !closing && !started.load(std::sync::atomic::Ordering::Relaxed) => {
-                if !started.load(std::sync::atomic::Ordering::Relaxed) {
-                    tracing::debug!(client = %peer, "no request within the header read timeout; closing");
-                    return;
+            () = &mut check, if !closing => {
+                match deadlines.due(tokio::time::Instant::now(), &requests.clock, activity) {
+                    Due::HeadTimeout => {
+                        tracing::debug!(client = %peer, first = !requests.clock.started(), "no request head within the header read timeout; closing");
+                        return;
+                    }
+                    // Idle for the keep-alive time: close (requests in
+                    // flight finish).
+                    Due::Idle => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Due::At(at) => check.as_mut().reset(at),
                 }
             }
             () = ctx.shutdown.wait(), if !closing => {
