@@ -6,7 +6,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -161,11 +161,19 @@ impl<B: Body, F: FnOnce(u64, bool)> Drop for Tracked<B, F> {
     }
 }
 
-/// Milliseconds since a fixed start of the last read or write.
+/// When bytes last moved on a connection, as seen by its timer.
+///
+/// A read or write only raises a flag (no clock read per I/O: that was an
+/// `Instant::now` and a 128-bit division each time); the connection's timer
+/// ([`LastActivity::last_seen`]) lowers it and takes its own time as the
+/// last activity. So the time seen is late by at most the span between two
+/// looks, which the timer keeps short against the idle timeouts it checks.
 #[derive(Debug)]
 pub struct LastActivity {
     start: Instant,
-    ms: AtomicU64,
+    moved: AtomicBool,
+    /// When the timer last saw bytes moved: milliseconds since `start`.
+    seen_ms: AtomicU64,
 }
 
 impl LastActivity {
@@ -173,23 +181,29 @@ impl LastActivity {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
-            ms: AtomicU64::new(0),
+            moved: AtomicBool::new(false),
+            seen_ms: AtomicU64::new(0),
         })
     }
 
+    /// Bytes moved.
     pub(crate) fn touch(&self) {
-        self.ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// When the last byte moved either way (the start, if none has).
-    pub fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
-    }
-
-    /// How long since the last byte either way.
-    pub fn idle(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.last())
+    /// When bytes last moved either way, as known at `now`: `now` if they
+    /// moved since the last look, else what the last look found (the start,
+    /// if none has).
+    pub fn last_seen(&self, now: Instant) -> Instant {
+        if self.moved.swap(false, Ordering::Relaxed) {
+            let ms = now.saturating_duration_since(self.start).as_millis();
+            self.seen_ms
+                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+            return now;
+        }
+        self.start + Duration::from_millis(self.seen_ms.load(Ordering::Relaxed))
     }
 }
 

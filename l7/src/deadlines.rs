@@ -8,6 +8,10 @@
 //!   HTTP/2 only the keep-alive timeout applies.
 //! - **Keep-alive timeout**: a connection no byte has crossed for
 //!   `keepalive_timeout` is closed gracefully (requests in flight finish).
+//!   Bytes only raise a flag ([`LastActivity`]) that the timer looks at, so
+//!   the timer looks at least every half keep-alive timeout, and an idle
+//!   connection is closed between one and one and a half timeouts after
+//!   its last byte.
 //!
 //! Requests only record what they change ([`RequestClock::begin`] and
 //! [`RequestClock::end`]: an atomic or two each), and no timer is touched
@@ -120,7 +124,7 @@ impl Deadlines {
 
     /// Works out the deadlines at `now`.
     pub fn due(&self, now: Instant, requests: &RequestClock, activity: &LastActivity) -> Due {
-        let idle_at = activity.last() + self.keepalive;
+        let idle_at = activity.last_seen(now) + self.keepalive;
         let head_at = requests.head_due(self.header_read_timeout);
         if head_at.is_some_and(|at| now >= at) {
             return Due::HeadTimeout;
@@ -131,7 +135,9 @@ impl Deadlines {
         // With requests in flight, a head deadline starts when the last one
         // ends, at the earliest a header read timeout from now.
         let next = head_at.unwrap_or(now + self.header_read_timeout);
-        Due::At(next.min(idle_at))
+        // Bytes are seen only when the timer looks: at least every half
+        // keep-alive timeout.
+        Due::At(next.min(idle_at).min(now + self.keepalive / 2))
     }
 }
 
@@ -205,13 +211,26 @@ mod tests {
         let opened = Instant::now();
         let (clock, activity) = (RequestClock::new(opened), LastActivity::new());
         clock.begin(Version::HTTP_2);
-        tokio::time::advance(Duration::from_secs(50)).await;
+        let idle = Deadlines {
+            header_read_timeout: Duration::from_secs(100),
+            keepalive: Duration::from_secs(60),
+        };
+        // The timer looks every half keep-alive timeout; bytes moved
+        // between two looks count from the second.
+        assert_eq!(
+            idle.due(at(opened, 30), &clock, &activity),
+            Due::At(at(opened, 60))
+        );
         activity.touch();
         assert_eq!(
-            DEADLINES.due(at(opened, 60), &clock, &activity),
-            Due::At(at(opened, 70))
+            idle.due(at(opened, 60), &clock, &activity),
+            Due::At(at(opened, 90))
         );
-        assert_eq!(DEADLINES.due(at(opened, 110), &clock, &activity), Due::Idle);
+        assert_eq!(
+            idle.due(at(opened, 90), &clock, &activity),
+            Due::At(at(opened, 120))
+        );
+        assert_eq!(idle.due(at(opened, 120), &clock, &activity), Due::Idle);
     }
 
     #[tokio::test(start_paused = true)]

@@ -428,7 +428,8 @@ async fn wait_tunnel(
         tokio::select! {
             _ = &mut task => return,
             _ = check.tick() => {
-                if activity.idle() >= TUNNEL_IDLE {
+                let now = tokio::time::Instant::now();
+                if now.saturating_duration_since(activity.last_seen(now)) >= TUNNEL_IDLE {
                     task.abort();
                     return;
                 }
