@@ -59,6 +59,11 @@ impl AccessLogger {
         })
     }
 
+    /// Whether lines go nowhere (callers then skip making them).
+    pub fn is_off(&self) -> bool {
+        matches!(self, Self::Off)
+    }
+
     /// Writes one line; a failed write is dropped (never fails a request).
     pub fn write(&self, e: &Entry<'_>) {
         if matches!(self, Self::Off) {

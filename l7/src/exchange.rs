@@ -100,6 +100,9 @@ impl Pending {
         gw.metrics
             .answered(ex.route, &ex.method, status, elapsed.as_secs_f64());
         gw.metrics.bytes_down.increment(bytes);
+        if gw.access_log.is_off() {
+            return;
+        }
         let route = ex
             .route
             .and_then(|id| gw.routes.get(id))
