@@ -161,7 +161,9 @@ def table(s, threads):
 
 def verdicts(s, threads):
     """(lines, chart rows): chart rows are (workload, threads, vs_haproxy,
-    vs_nginx, target) with ratios oriented so that higher is better."""
+    vs_nginx, target, floor) with ratios oriented so that higher is better;
+    floor is the hyper floor's (vs_haproxy, vs_nginx) on the L7 rows, else
+    None."""
     lines, chart = [], []
 
     def g(w, t):
@@ -173,6 +175,11 @@ def verdicts(s, threads):
             if wr is None:
                 continue
             label = "%s, %s thread(s)" % (w, t)
+            fr = g(w, "floor-" + t)
+            floor = None
+            if fr is not None:
+                floor = (ratio(fr["value"], hr["value"]) if hr else None,
+                         ratio(fr["value"], nr["value"]) if nr else None)
             vh = ratio(wr["value"], hr["value"]) if hr else None
             vn = ratio(wr["value"], nr["value"]) if nr else None
             if w in ("bulk1", "bulk4"):
@@ -180,19 +187,19 @@ def verdicts(s, threads):
                 ok = vh is not None and vh >= 1.0 and vd is not None and vd >= 0.65
                 lines.append("%s: weir/haproxy = %.2f× (≥ 1.0×), weir/direct = %.2f× (≥ 0.65×), weir/nginx = %.2f×: target %s" % (
                     label, vh or 0, vd or 0, vn or 0, "met" if ok else "NOT met"))
-                chart.append((w, t, vh, vn, 1.0))
+                chart.append((w, t, vh, vn, 1.0, None))
             elif w == "churn":
                 ok = vh is not None and vn is not None and vh >= 1.1 and vn >= 1.1
                 lines.append("%s: weir/haproxy = %.2f×, weir/nginx = %.2f× (both ≥ 1.1×): target %s" % (
                     label, vh or 0, vn or 0, "met" if ok else "NOT met"))
-                chart.append((w, t, vh, vn, 1.1))
+                chart.append((w, t, vh, vn, 1.1, None))
             elif w.startswith("redis-") or w == "pgbench":
                 p_ok = all(x is not None and wr["p99"] is not None and x["p99"] is not None and wr["p99"] <= x["p99"] for x in (hr, nr))
                 ok = vh is not None and vn is not None and vh >= 1.05 and vn >= 1.05 and p_ok
                 lines.append("%s: weir/haproxy = %.2f×, weir/nginx = %.2f× (both ≥ 1.05×); p99 weir %.2f ms, haproxy %.2f, nginx %.2f (%s): target %s" % (
                     label, vh or 0, vn or 0, wr["p99"] or 0, (hr or {}).get("p99") or 0, (nr or {}).get("p99") or 0,
                     "no worse" if p_ok else "WORSE", "met" if ok else "NOT met"))
-                chart.append((w, t, vh, vn, 1.05))
+                chart.append((w, t, vh, vn, 1.05, None))
             elif w == "h1":
                 best, bname = (hr, "haproxy") if (hr and (not nr or hr["value"] >= nr["value"])) else (nr, "nginx")
                 vb = ratio(wr["value"], best["value"])
@@ -201,12 +208,12 @@ def verdicts(s, threads):
                 lines.append("%s: weir/%s (the better) = %.2f× req/s (≥ 1.1×), p99 %.2f ms vs %.2f ms (%s): target %s" % (
                     label, bname, vb or 0, wr["p99"] or 0, best["p99"] or 0, "no worse" if p_ok else "WORSE",
                     "met" if ok else "NOT met"))
-                chart.append((w, t, vh, vn, 1.1))
+                chart.append((w, t, vh, vn, 1.1, floor))
             elif w == "h2":
                 ok = vh is not None and vh >= 1.0
                 lines.append("%s: weir/haproxy = %.2f× req/s (≥ 1.0×), weir/nginx = %.2f×: target %s" % (
                     label, vh or 0, vn or 0, "met" if ok else "NOT met"))
-                chart.append((w, t, vh, vn, 1.0))
+                chart.append((w, t, vh, vn, 1.0, floor))
             elif w == "dns":
                 floor = max(nr["worst"] if nr else 0, dr["worst"] if dr else 0)
                 l_ok = wr["worst"] <= floor
@@ -214,7 +221,7 @@ def verdicts(s, threads):
                 lines.append("%s: weir/nginx = %.2f× q/s (≥ 1.5×); lost, worst run: weir %d, nginx %d, direct %d (%s): target %s" % (
                     label, vn or 0, wr["worst"], nr["worst"] if nr else 0, dr["worst"] if dr else 0,
                     "no more lost" if l_ok else "MORE lost", "met" if ok else "NOT met"))
-                chart.append((w, t, None, vn, 1.5))
+                chart.append((w, t, None, vn, 1.5, None))
             elif w == "idle":
                 b = wr["value"]
                 hb = hr["value"] if hr else None
@@ -224,7 +231,7 @@ def verdicts(s, threads):
                     "%.0f" % nr["value"] if nr else "n/a", "met" if ok else "NOT met"))
                 # Lower is better: the peer's bytes over weir's.
                 chart.append((w, t, ratio(hb, b) if hb else None, ratio(nr["value"], b) if nr else None,
-                              max(1.0, ratio(hb, 3072)) if hb else None))
+                              max(1.0, ratio(hb, 3072)) if hb else None, None))
     return lines, chart
 
 
@@ -246,14 +253,21 @@ def draw(chart, path, title):
             ax.text(x - width / 2, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
         if c[4] is not None:
             ax.plot([x - width, x + width], [c[4], c[4]], color="black", linewidth=1.5)
+        for dx, v in zip((-width / 2, width / 2), c[5] or ()):
+            if v is not None:
+                ax.plot([x + dx], [v], marker="D", markersize=4, color="#c44e52", linestyle="none")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(["%s\n%s thr" % (SHORT[c[0]], c[1]) for c in chart], fontsize=7)
-    top = max([v for v in vh + vn] + [c[4] or 0 for c in chart])
+    top = max([v for v in vh + vn] + [c[4] or 0 for c in chart]
+              + [v for c in chart for v in (c[5] or ()) if v is not None])
     ax.set_ylim(0, top * 1.2)
     ax.set_ylabel("weir's ratio (higher is better for weir)")
     ax.set_title(title, fontsize=10)
     ax.plot([], [], color="black", linewidth=1.5, label="target")
+    if any(c[5] for c in chart):
+        ax.plot([], [], marker="D", markersize=4, color="#c44e52", linestyle="none",
+                label="hyper floor / peer (L7)")
     ax.legend(fontsize=8, loc="upper left", ncol=3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -119,7 +119,7 @@ if [[ -n $WEIR_BIN ]]; then
 else
     built="weir built at commit $commit"
 fi
-meta="Run of $(date -u '+%Y-%m-%d %H:%M') UTC, $built, \`REPEATS=$REPEATS DURATION=$DURATION THREADS=\"$THREADS\" IDLE_CONNS=$IDLE_CONNS benches/compare/run.sh\` ($minutes min). Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), shared; load average at start $load_start, during the run $during (1-minute average, sampled every 10 s), at end $load_end. Debian packages: $versions. Medians of $REPEATS runs; p99 in ms; errors summed over the runs (DNS: lost queries); proxy CPU is the target's own CPU time per unit of work (the backend's for direct); other CPU is the median share of the machine's CPU used by processes outside the benchmark during the runs."
+meta="Run of $(date -u '+%Y-%m-%d %H:%M') UTC, $built, \`REPEATS=$REPEATS DURATION=$DURATION THREADS=\"$THREADS\" IDLE_CONNS=$IDLE_CONNS benches/compare/run.sh\` ($minutes min). Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), shared; load average at start $load_start, during the run $during (1-minute average, sampled every 10 s), at end $load_end. Debian packages: $versions. Medians of $REPEATS runs; p99 in ms; errors summed over the runs (DNS: lost queries); proxy CPU is the target's own CPU time per unit of work (the backend's for direct) and the kernel's (system time's) share of it; other CPU is the median share of the machine's CPU used by processes outside the benchmark during the runs."
 
 echo
 docs_args=()
