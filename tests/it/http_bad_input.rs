@@ -493,6 +493,29 @@ async fn a_client_that_stalls_mid_body_gets_408_and_the_backend_is_not_blamed() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_is_not_cut_short_by_the_header_read_timeout() {
+    // The head came at once; the backend takes longer than the header read
+    // timeout to answer. The timeout is for heads, not for answers, and the
+    // wait for the next head starts when the answer has gone out.
+    let (backend, weir) = gateway("header_read_timeout = \"500ms\"").await;
+    let (mut s, slow) = raw_exchange(
+        weir.addr,
+        b"GET /slow/1200ms HTTP/1.1\r\nHost: a\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(slow.status, Some(200), "{}", slow.text);
+    assert!(!slow.closed, "kept alive after a slow answer");
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let next = crate::support::fake_http::read_response(&mut s, WAIT).await;
+    assert_eq!(next.status, Some(200), "{}", next.text);
+    assert_eq!(backend.requests(), 2);
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_kept_alive_connection_is_closed_at_the_header_read_timeout() {
     // keepalive_timeout stays 60 s: the header read timeout closes it first.
     let (backend, weir) = gateway("header_read_timeout = \"500ms\"").await;
