@@ -29,7 +29,7 @@
 #        proxy on hyper cannot go below;
 #      each on free 127.0.0.1 ports.
 #   4. Runs every workload against: direct (the backend alone), then every
-#      haproxy, nginx and weir, interleaved round by round so that a noisy
+#      haproxy, nginx, weir (and floor), interleaved round by round so that a noisy
 #      moment hits every target alike, REPEATS times each:
 #      - h1: `wrk -t1 -c64 -dDURATION --latency` (HTTP/1.1 keep-alive), p99
 #        from wrk's latency distribution;
@@ -46,8 +46,8 @@
 #
 # Everything it starts is stopped on exit (trap EXIT; each server runs in its
 # own process group, killed as a group); it uses only 127.0.0.1 (never port
-# 80). With the defaults (2 workloads x 7 targets x 3 runs of 5 s) it finishes
-# in about 4 minutes after the build.
+# 80). With the defaults (2 workloads x 9 targets x 3 runs of 5 s) it finishes
+# in about 5 minutes after the build.
 #
 # Usage: benches/compare/http.sh
 # Knobs (environment): REPEATS=3 DURATION=5 THREADS="1 2" WORKLOADS="h1 h2"
