@@ -172,6 +172,8 @@ impl<B: Body, F: FnOnce(u64, bool)> Drop for Tracked<B, F> {
 pub struct LastActivity {
     start: Instant,
     moved: AtomicBool,
+    /// Bytes were written (the answer still going out).
+    wrote: AtomicBool,
     /// When the timer last saw bytes moved: milliseconds since `start`.
     seen_ms: AtomicU64,
 }
@@ -182,6 +184,7 @@ impl LastActivity {
         Arc::new(Self {
             start: Instant::now(),
             moved: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
             seen_ms: AtomicU64::new(0),
         })
     }
@@ -191,6 +194,19 @@ impl LastActivity {
         if !self.moved.load(Ordering::Relaxed) {
             self.moved.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Bytes were written.
+    pub(crate) fn touch_write(&self) {
+        self.touch();
+        if !self.wrote.load(Ordering::Relaxed) {
+            self.wrote.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether bytes were written since the last call.
+    pub fn wrote_since_last_look(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed) && self.wrote.swap(false, Ordering::Relaxed)
     }
 
     /// When bytes last moved either way, as known at `now`: `now` if they
@@ -243,7 +259,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.touch_write();
         }
         r
     }
@@ -255,7 +271,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.touch_write();
         }
         r
     }

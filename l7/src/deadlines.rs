@@ -3,9 +3,14 @@
 //! - **Header read timeout** (slowloris): while the connection has no
 //!   request being answered — from its start, and on HTTP/1.x from the end
 //!   of each response — the next request head must arrive within
-//!   `header_read_timeout`, or the connection is closed. HTTP/2 has no
-//!   heads to wait for between requests: once a connection shows it speaks
-//!   HTTP/2 only the keep-alive timeout applies.
+//!   `header_read_timeout`, or the connection is closed. A response ends
+//!   for its request when its body's last piece is handed to hyper, which
+//!   may still be writing it out to a slow client: so bytes written since
+//!   the timer last looked restart the wait (the answer is still going
+//!   out), and the head is due between one and two timeouts after the
+//!   answer's last byte. HTTP/2 has no heads to wait for between requests:
+//!   once a connection shows it speaks HTTP/2 only the keep-alive timeout
+//!   applies.
 //! - **Keep-alive timeout**: a connection no byte has crossed for
 //!   `keepalive_timeout` is closed gracefully (requests in flight finish).
 //!   Bytes only raise a flag ([`LastActivity`]) that the timer looks at, so
@@ -86,10 +91,21 @@ impl RequestClock {
     }
 
     /// When a request head is due, if one is awaited: no request in flight
-    /// on a connection not (known to be) HTTP/2.
-    fn head_due(&self, header_read_timeout: Duration) -> Option<Instant> {
+    /// on a connection not (known to be) HTTP/2. An answer still being
+    /// written at `now` (`writing`) restarts the wait.
+    fn head_due(
+        &self,
+        header_read_timeout: Duration,
+        now: Instant,
+        writing: bool,
+    ) -> Option<Instant> {
         if self.http2.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
+        }
+        if writing {
+            let ms = now.saturating_duration_since(self.opened).as_millis();
+            self.free_since_ms
+                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         let free_since = Duration::from_millis(self.free_since_ms.load(Ordering::Relaxed));
         Some(self.opened + free_since + header_read_timeout)
@@ -125,7 +141,8 @@ impl Deadlines {
     /// Works out the deadlines at `now`.
     pub fn due(&self, now: Instant, requests: &RequestClock, activity: &LastActivity) -> Due {
         let idle_at = activity.last_seen(now) + self.keepalive;
-        let head_at = requests.head_due(self.header_read_timeout);
+        let writing = activity.wrote_since_last_look();
+        let head_at = requests.head_due(self.header_read_timeout, now, writing);
         if head_at.is_some_and(|at| now >= at) {
             return Due::HeadTimeout;
         }
@@ -250,5 +267,38 @@ mod tests {
         clock.end(at(opened, 5));
         assert!(armed <= at(opened, 15), "armed at {armed:?}");
         assert_eq!(short.due(armed, &clock, &activity), Due::HeadTimeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_still_being_written_holds_off_the_next_head_deadline() {
+        let opened = Instant::now();
+        let (clock, activity) = (RequestClock::new(opened), LastActivity::new());
+        clock.begin(Version::HTTP_11);
+        // Its body's last piece went to hyper at 5 s; hyper is still
+        // writing it to a slow client when the timer looks at 12 s.
+        clock.end(at(opened, 5));
+        activity.touch_write();
+        assert_eq!(
+            DEADLINES.due(at(opened, 12), &clock, &activity),
+            Due::At(at(opened, 22))
+        );
+        // Written out: the head is due a timeout after the timer saw the
+        // last write.
+        assert_eq!(
+            DEADLINES.due(at(opened, 22), &clock, &activity),
+            Due::HeadTimeout
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_read_do_not_hold_off_a_head_deadline() {
+        // Slowloris: a head trickling in byte by byte.
+        let opened = Instant::now();
+        let (clock, activity) = (RequestClock::new(opened), LastActivity::new());
+        activity.touch();
+        assert_eq!(
+            DEADLINES.due(at(opened, 10), &clock, &activity),
+            Due::HeadTimeout
+        );
     }
 }
