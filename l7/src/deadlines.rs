@@ -79,10 +79,15 @@ impl RequestClock {
     pub fn end(&self, at: Instant) {
         // The time first: a timer that sees no request in flight must see
         // when the last one ended, not an older end.
+        self.free_since(at);
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// The wait for the next head starts at `at`.
+    fn free_since(&self, at: Instant) {
         let ms = at.saturating_duration_since(self.opened).as_millis();
         self.free_since_ms
             .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 
     /// Whether a request has arrived.
@@ -103,9 +108,7 @@ impl RequestClock {
             return None;
         }
         if writing {
-            let ms = now.saturating_duration_since(self.opened).as_millis();
-            self.free_since_ms
-                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.free_since(now);
         }
         let free_since = Duration::from_millis(self.free_since_ms.load(Ordering::Relaxed));
         Some(self.opened + free_since + header_read_timeout)
