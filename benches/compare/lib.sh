@@ -88,33 +88,28 @@ free_port() {
     die "no free port found"
 }
 
-# CPU time (clock ticks, user + system) of a process group's processes,
-# including their children that have exited and been waited for (the
-# PostgreSQL backends of finished client connections).
-cpu_ticks() {
-    local pgid=$1 total=0 pid stat
+# Clock ticks of a process group's processes ($1), summed over the fields
+# of /proc/PID/stat whose indices follow (counted after the command name
+# "(...)": 11 utime, 12 stime, 13 cutime, 14 cstime), children that have
+# exited and been waited for included (the PostgreSQL backends of finished
+# client connections).
+group_ticks() {
+    local pgid=$1 total=0 pid stat i
+    shift
     for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
         stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
-        # Fields after the command name "(...)": utime is field 14, stime 15,
-        # cutime 16, cstime 17.
         stat=${stat##*) }
         read -r -a f <<< "$stat"
-        total=$((total + f[11] + f[12] + f[13] + f[14]))
+        for i in "$@"; do total=$((total + f[i])); done
     done
     echo "$total"
 }
 
+# CPU time (user + system) of a process group.
+cpu_ticks() { group_ticks "$1" 11 12 13 14; }
+
 # The kernel's part of cpu_ticks: system time (stime + cstime) alone.
-kernel_ticks() {
-    local pgid=$1 total=0 pid stat
-    for pid in $(pgrep -g "$pgid" 2> /dev/null || true); do
-        stat=$(cat "/proc/$pid/stat" 2> /dev/null) || continue
-        stat=${stat##*) }
-        read -r -a f <<< "$stat"
-        total=$((total + f[12] + f[14]))
-    done
-    echo "$total"
-}
+kernel_ticks() { group_ticks "$1" 12 14; }
 
 # Busy and total clock ticks of the whole machine (all CPUs), from /proc/stat.
 machine_ticks() {

@@ -237,8 +237,8 @@ fn builder(o: &HttpOptions) -> auto::Builder<StreamExecutor> {
     let mut b = auto::Builder::new(StreamExecutor);
     b.http1()
         // The header read timeout is the connection's own (`deadlines`):
-        // hyper's re-arms a timer for every request head.
-        .timer(TokioTimer::new())
+        // hyper's re-arms a timer for every request head, and is its only
+        // use of a timer on HTTP/1, so none is set.
         .header_read_timeout(None)
         .max_buf_size(o.max_header_bytes.max(8192))
         .max_headers(o.max_headers)
